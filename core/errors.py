@@ -1,0 +1,94 @@
+"""Typed errors of the core. The HTTP adapter maps each `code` to a status in one table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FluxError(Exception):
+    """Base of every error the core and engine raise on purpose.
+
+    `code` is a stable machine-readable string; `details` is extra JSON-able context
+    that ends up in the error body next to `error` and `message`.
+    """
+
+    code = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidName(FluxError):
+    code = "invalid_name"
+
+
+class InvalidRequest(FluxError):
+    code = "invalid_request"
+
+
+class InputValidationError(FluxError):
+    """The request body does not fit the workflow's input type (422)."""
+
+    code = "invalid_input"
+
+
+class InvalidWorkflowSource(FluxError):
+    """A registered module fails to import or holds no workflow (400)."""
+
+    code = "invalid_workflow_source"
+
+
+class NotFound(FluxError):
+    code = "not_found"
+
+
+class ServiceNotFound(NotFound):
+    code = "service_not_found"
+
+
+class WorkflowNotFound(NotFound):
+    code = "workflow_not_found"
+
+
+class EndpointNotFound(NotFound):
+    code = "endpoint_not_found"
+
+
+class ExecutionNotFound(NotFound):
+    code = "execution_not_found"
+
+
+class AlreadyExists(FluxError):
+    code = "already_exists"
+
+
+class NameCollision(FluxError):
+    code = "name_collision"
+
+
+class InvalidState(FluxError):
+    """An operation that the execution's state does not allow, e.g. resume of a non-paused run."""
+
+    code = "invalid_state"
+
+
+class Unauthenticated(FluxError):
+    code = "unauthenticated"
+
+
+class Forbidden(FluxError):
+    code = "forbidden"
+
+
+class PayloadTooLarge(FluxError):
+    code = "payload_too_large"
+
+
+class UpstreamUnavailable(FluxError):
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(FluxError):
+    code = "upstream_timeout"

@@ -1,0 +1,202 @@
+"""Immutable values that cross every boundary of the system.
+
+Everything here is an attrs frozen class (or an enum). JSON conversion happens at the edges
+through `core.convert`; nothing in this module does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import field, frozen
+
+from core.errors import InvalidName
+from core.names import DEFAULT_NAMESPACE, validate_namespace, validate_workflow_name
+
+JSON = Any  # a value json.dumps accepts
+
+
+@frozen(order=True)
+class WorkflowRef:
+    """`namespace/name`; a bare `name` means `default/name`."""
+
+    namespace: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> WorkflowRef:
+        """Parse and validate a ref; raises `InvalidName` with the reason."""
+        if not isinstance(text, str):
+            raise InvalidName(f"workflow ref must be a string, got {type(text).__name__}")
+        if text.count("/") > 1:
+            raise InvalidName(f"invalid workflow ref {text!r}: expected 'namespace/name'")
+        namespace, _, name = text.rpartition("/")
+        namespace = namespace if "/" in text else DEFAULT_NAMESPACE
+        return cls(validate_namespace(namespace), validate_workflow_name(name))
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@frozen
+class WorkflowInfo:
+    """Metadata of one version of a registered workflow (no source)."""
+
+    ref: WorkflowRef
+    version: int
+    input_schema: Mapping[str, Any] | None = None  # None: untyped input
+    description: str = ""
+
+
+@frozen
+class WorkflowVersion:
+    """One stored version of a workflow, with its module source."""
+
+    info: WorkflowInfo
+    source: str
+    source_hash: str
+    created_at: float = 0.0
+
+
+@frozen
+class CatalogSnapshot:
+    """The latest version of every registered workflow, at a catalog revision."""
+
+    revision: int
+    workflows: tuple[WorkflowInfo, ...] = ()
+    _by_namespace: Mapping[str, tuple[WorkflowInfo, ...]] = field(
+        init=False, repr=False, eq=False, hash=False
+    )
+    _by_ref: Mapping[WorkflowRef, WorkflowInfo] = field(
+        init=False, repr=False, eq=False, hash=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        by_ns: dict[str, list[WorkflowInfo]] = {}
+        by_ref: dict[WorkflowRef, WorkflowInfo] = {}
+        for info in self.workflows:
+            by_ns.setdefault(info.ref.namespace, []).append(info)
+            by_ref[info.ref] = info
+        object.__setattr__(self, "_by_namespace", {k: tuple(v) for k, v in by_ns.items()})
+        object.__setattr__(self, "_by_ref", by_ref)
+
+    def in_namespace(self, namespace: str) -> tuple[WorkflowInfo, ...]:
+        return self._by_namespace.get(namespace, ())
+
+    def get(self, ref: WorkflowRef) -> WorkflowInfo | None:
+        return self._by_ref.get(ref)
+
+
+@frozen
+class ServiceDefinition:
+    """A named set of selectors. Selectors are kept sorted and unique so equal services compare equal."""
+
+    name: str
+    namespaces: tuple[str, ...] = ()
+    workflows: tuple[WorkflowRef, ...] = ()
+    exclusions: tuple[WorkflowRef, ...] = ()
+    mcp_enabled: bool = False
+    revision: int = 1
+
+
+@frozen
+class Endpoint:
+    """A workflow exposed by a service under `name` (the workflow's own name)."""
+
+    name: str
+    workflow: WorkflowInfo
+
+
+@frozen
+class Collision:
+    """Two or more namespaces contribute the same endpoint name."""
+
+    name: str
+    refs: tuple[WorkflowRef, ...]
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(ref.namespace for ref in self.refs)
+
+
+@frozen
+class Resolution:
+    """What a service exposes against one catalog snapshot. All tuples sorted by name."""
+
+    service: ServiceDefinition
+    catalog_revision: int
+    endpoints: tuple[Endpoint, ...] = ()
+    collisions: tuple[Collision, ...] = ()
+    unresolved: tuple[WorkflowRef, ...] = ()
+
+    def lookup(self, name: str) -> Endpoint | Collision | None:
+        for item in self.endpoints:
+            if item.name == name:
+                return item
+        for item in self.collisions:
+            if item.name == name:
+                return item
+        return None
+
+
+class ExecutionState(enum.StrEnum):
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.CANCELLED)
+
+    @property
+    def ends_stream(self) -> bool:
+        return self.is_final or self is ExecutionState.PAUSED
+
+
+@frozen
+class ExecutionError:
+    type: str
+    message: str
+
+
+@frozen
+class Execution:
+    """One run of one workflow version. `output` is the last pause output while PAUSED."""
+
+    execution_id: str
+    ref: WorkflowRef
+    version: int
+    state: ExecutionState
+    input: JSON = None
+    output: JSON = None
+    error: ExecutionError | None = None
+    pause_name: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+class EventKind(enum.StrEnum):
+    STATE = "state"  # value: the new state name
+    TASK_STARTED = "task_started"
+    TASK_COMPLETED = "task_completed"  # value: the task's result (replayed on resume)
+    TASK_FAILED = "task_failed"  # value: {"type", "message"}
+    PAUSED = "paused"  # key: the pause point; value: the pause output
+    RESUMED = "resumed"  # key: the pause point; value: the resume body (replayed on resume)
+
+
+@frozen
+class ExecutionEvent:
+    """One entry of an execution's durable log. `key` identifies a task call or pause point
+    deterministically within a run (e.g. `price#0`), so a replay finds the same key again."""
+
+    execution_id: str
+    seq: int
+    kind: EventKind
+    key: str = ""
+    value: JSON = None
+    at: float = 0.0

@@ -1,0 +1,103 @@
+"""Ports the engine needs from storage. Every adapter passes tests/contract/test_storage.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from attrs import frozen
+
+from core.model import (
+    CatalogSnapshot,
+    Execution,
+    ExecutionEvent,
+    ExecutionState,
+    ServiceDefinition,
+    WorkflowInfo,
+    WorkflowRef,
+    WorkflowVersion,
+)
+
+
+@frozen
+class NewWorkflow:
+    """A workflow found in an uploaded module, before it gets a version number."""
+
+    ref: WorkflowRef
+    source: str
+    source_hash: str
+    input_schema: dict | None
+    description: str
+
+
+@frozen
+class Registered:
+    """The outcome of registering one workflow: its current version and whether it is new."""
+
+    info: WorkflowInfo
+    created: bool
+
+
+class Catalog(Protocol):
+    async def register(self, workflows: Sequence[NewWorkflow]) -> list[Registered]:
+        """Store a new version of each workflow whose source hash differs from its latest
+        version, all in one transaction. Moves the revision on if anything changed."""
+
+    async def revision(self) -> int:
+        """A number that changes on every register or delete (cheap: used per request)."""
+
+    async def snapshot(self) -> CatalogSnapshot:
+        """The latest version of every workflow, with the revision it was read at."""
+
+    async def get(self, ref: WorkflowRef, version: int | None = None) -> WorkflowVersion | None:
+        """One version (the latest when `version` is None), with its source."""
+
+    async def versions(self, ref: WorkflowRef) -> list[WorkflowInfo]:
+        """All stored versions of a workflow, oldest first; empty if unknown."""
+
+    async def list(self, namespace: str | None = None) -> list[WorkflowInfo]:
+        """Latest version of each workflow, sorted by ref, optionally in one namespace."""
+
+    async def delete(self, ref: WorkflowRef, version: int | None = None) -> int:
+        """Delete one version or all versions; returns how many were deleted."""
+
+
+class ServiceStore(Protocol):
+    async def create(self, service: ServiceDefinition) -> ServiceDefinition:
+        """Insert; raises `core.errors.AlreadyExists` when the name is taken."""
+
+    async def get(self, name: str) -> ServiceDefinition | None: ...
+
+    async def list(self) -> list[ServiceDefinition]:
+        """All services sorted by name."""
+
+    async def update(
+        self, name: str, edit: Callable[[ServiceDefinition], ServiceDefinition]
+    ) -> ServiceDefinition:
+        """Atomically read, apply `edit` (a pure function) and write; the revision moves on by
+        one. Two concurrent updates never lose each other's change. Raises
+        `core.errors.ServiceNotFound` when there is no such service."""
+
+    async def delete(self, name: str) -> bool: ...
+
+    async def revision(self) -> int:
+        """A number that changes on every create, update or delete of any service."""
+
+
+class ExecutionStore(Protocol):
+    async def create(self, execution: Execution) -> None:
+        """Persist a new execution (durable when this returns)."""
+
+    async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
+        """Persist the execution's new state together with log events, in one transaction."""
+
+    async def append(self, events: Sequence[ExecutionEvent]) -> None:
+        """Persist log events (task results, ...) durably."""
+
+    async def get(self, execution_id: str) -> Execution | None: ...
+
+    async def events(self, execution_id: str) -> list[ExecutionEvent]:
+        """The execution's log, in `seq` order."""
+
+    async def in_states(self, states: Sequence[ExecutionState]) -> list[Execution]:
+        """Executions currently in any of `states` (used for recovery on start)."""
