@@ -1,0 +1,98 @@
+"""The composition root: the one place that builds adapters and plugs them into the ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from aiohttp import web
+from attrs import frozen
+
+from adapters.config import Settings
+from adapters.http.auth import OpenAuth, RequestAuth
+from adapters.http.server import Limits, Routes, errors_as_json
+from adapters.storage.sqlite import SqliteStorage
+from engine.app import FluxApp
+from engine.registration import WorkflowLoader
+from engine.runtime import Runtime
+
+
+@frozen
+class Flux:
+    """Everything a running main server holds."""
+
+    storage: SqliteStorage
+    runtime: Runtime
+    app: FluxApp
+    auth: RequestAuth
+
+
+def sqlite_path(database_url: str) -> Path:
+    """`sqlite:///relative/file.db`, `sqlite:////absolute/file.db` or a plain path."""
+    for prefix in ("sqlite:///", "sqlite://"):
+        if database_url.startswith(prefix):
+            return Path(database_url[len(prefix) :])
+    if "://" in database_url:
+        raise ValueError(f"unsupported database URL {database_url!r}: use sqlite:///path.db")
+    return Path(database_url)
+
+
+@asynccontextmanager
+async def open_flux(settings: Settings) -> AsyncIterator[Flux]:
+    path = sqlite_path(settings.database_url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = await SqliteStorage.open(path)
+    try:
+        loader = WorkflowLoader()
+
+        async def load(ref, version):
+            found = await storage.catalog.get(ref, version)
+            return None if found is None else await loader.load(found)
+
+        runtime = Runtime(storage.executions, load=load, workers=settings.workers)
+        try:
+            await runtime.recover()
+            auth = await build_auth(settings, storage)
+            yield Flux(storage, runtime, FluxApp(storage.catalog, storage.services, runtime), auth)
+        finally:
+            await runtime.close()
+    finally:
+        await storage.close()
+
+
+async def build_auth(settings: Settings, storage: SqliteStorage) -> RequestAuth:
+    if not settings.auth.enabled:
+        return OpenAuth()
+    from adapters.auth.wiring import build_request_auth
+
+    return await build_request_auth(settings.auth, storage)
+
+
+async def server_app(settings: Settings) -> web.Application:
+    """The main server as an aiohttp application; its storage and runtime close with it."""
+    resources = AsyncExitStack()
+    flux = await resources.enter_async_context(open_flux(settings))
+    limits = Limits(settings.max_body_bytes, settings.max_upload_bytes)
+    web_app = web.Application(
+        middlewares=[errors_as_json],
+        client_max_size=max(limits.max_body_bytes, limits.max_upload_bytes) + 64 * 1024,
+    )
+    Routes(flux.app, flux.auth, limits, flux.storage.ping).install(web_app)
+
+    async def close(_: web.Application) -> None:
+        await resources.aclose()
+
+    web_app.on_cleanup.append(close)
+    return web_app
+
+
+def serve(settings: Settings) -> None:
+    web.run_app(
+        server_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=lambda text: print(text, flush=True),
+        access_log=None,
+        shutdown_timeout=5,
+    )

@@ -1,0 +1,410 @@
+"""How the standalone process reaches the main server: endpoint discovery and request forwarding.
+
+`HttpServiceGateway` implements `ports.gateway.ServiceGateway` for the MCP tools (`call`) and
+offers `forward` to the root HTTP routes, which streams the main server's answer back as it
+comes. Either way `status_url`/`resume_url` point at the process's own root routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from adapters.http.endpoint_cache import EndpointCache
+from adapters.http.errors import status_for
+from core import errors
+from core.endpoint_cache import Reserved, ServiceEndpoints, service_endpoints_from_json
+from core.model import Collision, Endpoint
+from ports.gateway import Action
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "trailers",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+    }
+)
+# Recomputed or owned by this hop; Accept-Encoding is dropped so the body arrives as sent.
+_NOT_FORWARDED_REQUEST = HOP_BY_HOP | {"host", "content-length", "accept-encoding"}
+_NOT_FORWARDED_RESPONSE = HOP_BY_HOP | {"content-length", "content-encoding", "server", "date"}
+
+_ACTION_PATHS: Mapping[str, tuple[str, str]] = {
+    "run": ("POST", ""),
+    "async": ("POST", "/async"),
+    "resume": ("POST", "/resume/{id}"),
+    "resume_async": ("POST", "/resume/{id}/async"),
+    "status": ("GET", "/status/{id}"),
+}
+
+
+def rewrite_urls(body: Any, workflow: str) -> Any:
+    """Point `status_url`/`resume_url` of a detailed body at the standalone routes."""
+    if not isinstance(body, dict) or not isinstance(body.get("execution_id"), str):
+        return body
+    execution = quote(body["execution_id"], safe="")
+    changed = dict(body)
+    for key, verb in (("status_url", "status"), ("resume_url", "resume")):
+        if changed.get(key):
+            changed[key] = f"/{workflow}/{verb}/{execution}"
+    return changed
+
+
+def error_body(error: errors.FluxError) -> dict[str, Any]:
+    return {"error": error.code, "message": error.message, **error.details}
+
+
+def _endpoint_error(name: str, item: Collision | Reserved | None, service: ServiceEndpoints):
+    if not service.exists:
+        return errors.ServiceNotFound(f"service {service.service!r} does not exist")
+    if isinstance(item, Collision):
+        return errors.NameCollision(
+            f"{name!r} is ambiguous in service {service.service!r}: "
+            f"{', '.join(str(r) for r in item.refs)}",
+            name=name,
+            namespaces=list(item.namespaces),
+            refs=[str(r) for r in item.refs],
+        )
+    if isinstance(item, Reserved):
+        return errors.EndpointNotFound(
+            f"{name!r} clashes with a route of the standalone process; "
+            f"call it on the main server at /services/{service.service}/{name}",
+            name=name,
+            reserved=True,
+        )
+    return errors.EndpointNotFound(
+        f"service {service.service!r} has no endpoint {name!r}", name=name
+    )
+
+
+class HttpServiceGateway:
+    def __init__(
+        self,
+        service_name: str,
+        server_url: str,
+        session: aiohttp.ClientSession | None,
+        cache: EndpointCache | None = None,
+        upstream_timeout: float = 30.0,
+        *,
+        api_key: str | None = None,
+        cache_ttl: float = 60.0,
+    ) -> None:
+        """`session` may be None until the owning application starts; the process shares one
+        pooled session. Without `cache`, one is built over this gateway's own fetch."""
+        self.service_name = service_name
+        self.server_url = server_url.rstrip("/")
+        self.session = session
+        self.upstream_timeout = upstream_timeout
+        self.api_key = api_key
+        self.cache = cache if cache is not None else EndpointCache(self.fetch, ttl=cache_ttl)
+
+    # -- discovery -------------------------------------------------------------------------
+
+    @property
+    def own_authorization(self) -> str | None:
+        if not self.api_key:
+            return None
+        key = self.api_key
+        return key if " " in key else f"Bearer {key}"
+
+    async def fetch(self, authorization: str | None = None) -> ServiceEndpoints:
+        """`GET /services/{name}` on the main server, with the caller's credentials first and
+        the process's own when the caller brought none or too few."""
+        first = authorization or self.own_authorization
+        try:
+            return await self._fetch_once(first)
+        except (errors.Unauthenticated, errors.Forbidden):
+            fallback = self.own_authorization
+            if fallback is None or fallback == first:
+                raise
+            return await self._fetch_once(fallback)
+
+    async def _fetch_once(self, authorization: str | None) -> ServiceEndpoints:
+        url = f"{self.server_url}/services/{quote(self.service_name, safe='')}"
+        headers = {"Accept": "application/json"}
+        if authorization:
+            headers["Authorization"] = authorization
+        try:
+            async with asyncio.timeout(self.upstream_timeout):
+                async with self._session().get(url, headers=headers) as resp:
+                    payload = await _json_or_none(resp)
+                    status = resp.status
+        except TimeoutError as exc:
+            raise _timeout() from exc
+        except aiohttp.ClientError as exc:
+            raise _unavailable(exc) from exc
+        if status == 200 and isinstance(payload, dict):
+            try:
+                return service_endpoints_from_json(self.service_name, payload)
+            except (KeyError, TypeError, ValueError, errors.FluxError) as exc:
+                raise errors.UpstreamUnavailable(
+                    f"the Flux server sent an unreadable service description: {exc}"
+                ) from exc
+        if status == 404:
+            return ServiceEndpoints(service=self.service_name, exists=False)
+        message = _message(payload, f"the Flux server answered {status}")
+        if status == 401:
+            raise errors.Unauthenticated(message)
+        if status == 403:
+            raise errors.Forbidden(message)
+        raise errors.UpstreamUnavailable(
+            f"the Flux server could not describe service {self.service_name!r}: {message}",
+            upstream_status=status,
+        )
+
+    async def endpoints(self, authorization: str | None = None) -> tuple[Endpoint, ...]:
+        return (await self.cache.current(authorization)).callable_endpoints
+
+    async def resolve(self, name: str, authorization: str | None = None) -> Endpoint:
+        """The endpoint behind `name`; raises the typed error its absence or collision means."""
+        item = await self.cache.lookup(name, authorization)
+        if isinstance(item, Endpoint):
+            return item
+        data = self.cache.data or ServiceEndpoints(service=self.service_name)
+        raise _endpoint_error(name, item, data)
+
+    async def server_reachable(self, timeout: float = 2.0) -> bool:
+        try:
+            async with asyncio.timeout(min(timeout, self.upstream_timeout)):
+                async with self._session().get(f"{self.server_url}/health") as resp:
+                    await resp.read()
+                    # any HTTP answer counts: a degraded server still answers
+                    return True
+        except (TimeoutError, aiohttp.ClientError):
+            return False
+
+    # -- calls for the MCP tools ---------------------------------------------------------
+
+    async def call(
+        self,
+        workflow: str,
+        action: Action,
+        *,
+        body: Any = None,
+        execution_id: str | None = None,
+        authorization: str | None = None,
+    ) -> tuple[int, Any]:
+        """Errors come back as (status, error body) too, never raised."""
+        try:
+            await self.resolve(workflow, authorization)
+            method, tail = _ACTION_PATHS[action]
+            if "{id}" in tail:
+                if not execution_id:
+                    raise errors.InvalidRequest(f"{action} needs an execution id")
+                tail = tail.replace("{id}", quote(execution_id, safe=""))
+            headers = {"Accept": "application/json"}
+            if authorization:
+                headers["Authorization"] = authorization
+            data = None
+            if method == "POST":
+                headers["Content-Type"] = "application/json"
+                data = json.dumps(body).encode()
+            url = self._endpoint_url(workflow, tail)
+            try:
+                async with asyncio.timeout(self.upstream_timeout):
+                    async with self._session().request(
+                        method, url, params={"detailed": "true"}, data=data, headers=headers
+                    ) as resp:
+                        payload = await _json_or_none(resp)
+                        status = resp.status
+            except TimeoutError as exc:
+                raise _timeout() from exc
+            except aiohttp.ClientError as exc:
+                raise _unavailable(exc) from exc
+        except errors.FluxError as error:
+            return status_for(error), error_body(error)
+        return status, rewrite_urls(payload, workflow)
+
+    # -- forwarding for the root HTTP routes ---------------------------------------------
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        """Pass one root-level request to `/services/{service}/{workflow}...` and stream the
+        answer back. Raises `core.errors.FluxError` when it cannot reach an answer."""
+        workflow = request.match_info["workflow"]
+        authorization = request.headers.get("Authorization")
+        await self.resolve(workflow, authorization)
+        prefix = "/" + workflow
+        tail = request.rel_url.raw_path[len(prefix) :]
+        url = self._endpoint_url(workflow, tail)
+        if request.rel_url.raw_query_string:
+            url += "?" + request.rel_url.raw_query_string
+        body = await request.read() if request.can_read_body else None
+        headers = _forward_request_headers(request)
+        # One deadline for the answer's headers and, unless it streams, its whole body.
+        deadline = asyncio.get_running_loop().time() + self.upstream_timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                upstream = await self._session().request(
+                    request.method,
+                    URL(url, encoded=True),
+                    data=body,
+                    headers=headers,
+                    allow_redirects=False,
+                )
+        except TimeoutError as exc:
+            raise _timeout() from exc
+        except aiohttp.ClientError as exc:
+            raise _unavailable(exc) from exc
+        try:
+            content_type = upstream.headers.get("Content-Type", "")
+            if content_type.startswith("text/event-stream"):
+                return await _relay_stream(request, upstream, workflow)
+            return await _relay_whole(upstream, workflow, deadline)
+        finally:
+            upstream.release()
+
+    def _endpoint_url(self, workflow: str, tail: str) -> str:
+        service = quote(self.service_name, safe="")
+        return f"{self.server_url}/services/{service}/{quote(workflow, safe='')}{tail}"
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            raise errors.UpstreamUnavailable("the standalone process has not started yet")
+        return self.session
+
+
+async def _relay_whole(
+    upstream: aiohttp.ClientResponse, workflow: str, deadline: float
+) -> web.StreamResponse:
+    try:
+        async with asyncio.timeout_at(deadline):
+            raw = await upstream.read()
+    except TimeoutError as exc:
+        raise _timeout() from exc
+    except aiohttp.ClientError as exc:
+        raise _unavailable(exc) from exc
+    if upstream.content_type == "application/json" and b"_url" in raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        rewritten = rewrite_urls(parsed, workflow)
+        if rewritten is not parsed:
+            raw = json.dumps(rewritten).encode()
+    return web.Response(status=upstream.status, body=raw, headers=_response_headers(upstream))
+
+
+async def _relay_stream(
+    request: web.Request, upstream: aiohttp.ClientResponse, workflow: str
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=upstream.status, headers=_response_headers(upstream))
+    await response.prepare(request)
+    buffer = b""
+    try:
+        async for chunk in upstream.content.iter_any():
+            buffer += chunk
+            events, buffer = _split_events(buffer)
+            if events:
+                await response.write(b"".join(_rewrite_event(e, workflow) for e in events))
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        # Headers are gone already: the best left is to say so in the stream itself.
+        failure = errors.UpstreamUnavailable("the Flux server closed the stream early")
+        await response.write(_sse("error", error_body(failure)))
+    else:
+        if buffer:
+            await response.write(_rewrite_event(buffer, workflow))
+    await response.write_eof()
+    return response
+
+
+def _split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """Complete SSE events (each with its blank-line terminator) and the unfinished rest."""
+    normalised = buffer.replace(b"\r\n", b"\n")
+    parts = normalised.split(b"\n\n")
+    rest = parts.pop()
+    return [part + b"\n\n" for part in parts], rest
+
+
+def _rewrite_event(event: bytes, workflow: str) -> bytes:
+    if b"_url" not in event:
+        return event
+    lines = event.split(b"\n")
+    for index, line in enumerate(lines):
+        if line.startswith(b"data:"):
+            try:
+                payload = json.loads(line[5:])
+            except ValueError:
+                continue
+            rewritten = rewrite_urls(payload, workflow)
+            if rewritten is not payload:
+                lines[index] = b"data: " + json.dumps(rewritten).encode()
+    return b"\n".join(lines)
+
+
+def _sse(kind: str, data: Any) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _forward_request_headers(request: web.Request) -> CIMultiDict[str]:
+    named_by_connection = {
+        token.strip().lower() for token in request.headers.get("Connection", "").split(",")
+    }
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.items():
+        lowered = name.lower()
+        if lowered in _NOT_FORWARDED_REQUEST or lowered in named_by_connection:
+            continue
+        if lowered.startswith("proxy-"):
+            continue
+        headers.add(name, value)
+    if request.remote:
+        prior = request.headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{prior}, {request.remote}" if prior else request.remote
+    return headers
+
+
+def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
+    named_by_connection = {
+        token.strip().lower() for token in upstream.headers.get("Connection", "").split(",")
+    }
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream.headers.items():
+        lowered = name.lower()
+        if (
+            lowered in _NOT_FORWARDED_RESPONSE
+            or lowered in named_by_connection
+            or lowered.startswith("proxy-")
+        ):
+            continue
+        headers.add(name, value)
+    return headers
+
+
+async def _json_or_none(resp: aiohttp.ClientResponse) -> Any:
+    raw = await resp.read()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def _message(payload: Any, default: str) -> str:
+    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        return payload["message"]
+    return default
+
+
+def _unavailable(exc: Exception) -> errors.UpstreamUnavailable:
+    return errors.UpstreamUnavailable(
+        f"the Flux server is not reachable: {exc.__class__.__name__}"
+    )
+
+
+def _timeout() -> errors.UpstreamTimeout:
+    return errors.UpstreamTimeout("the Flux server did not answer in time")

@@ -1,0 +1,225 @@
+"""In-memory storage: the twin that proves the storage contract, never what a user runs.
+
+Every method runs without awaiting anything between its read and its write, so on one event loop
+each call is atomic; that is what gives `update` its read-modify-write guarantee here. JSON values
+are round-tripped through `json` on the way in, so this twin hands back the same shapes (lists,
+not tuples) and rejects the same non-JSON values as the SQLite adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from attrs import evolve
+
+from core.errors import AlreadyExists, ServiceNotFound
+from core.model import (
+    CatalogSnapshot,
+    Execution,
+    ExecutionEvent,
+    ExecutionState,
+    ServiceDefinition,
+    WorkflowInfo,
+    WorkflowRef,
+    WorkflowVersion,
+)
+from ports.storage import NewWorkflow, Registered
+
+Clock = Callable[[], float]
+
+
+def _copy_json(value: Any) -> Any:
+    return None if value is None else json.loads(json.dumps(value))
+
+
+class MemoryCatalog:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._versions: dict[WorkflowRef, list[WorkflowVersion]] = {}
+        self._revision = 0
+        self._snapshot: CatalogSnapshot | None = None
+
+    async def register(self, workflows: Sequence[NewWorkflow]) -> list[Registered]:
+        results: list[Registered] = []
+        changed = False
+        now = self._clock()
+        for new in workflows:
+            history = self._versions.setdefault(new.ref, [])
+            latest = history[-1] if history else None
+            if latest is not None and latest.source_hash == new.source_hash:
+                results.append(Registered(latest.info, created=False))
+                continue
+            info = WorkflowInfo(
+                ref=new.ref,
+                version=latest.info.version + 1 if latest else 1,
+                input_schema=_copy_json(new.input_schema),
+                description=new.description,
+            )
+            history.append(WorkflowVersion(info, new.source, new.source_hash, now))
+            results.append(Registered(info, created=True))
+            changed = True
+        if changed:
+            self._bump()
+        return results
+
+    async def revision(self) -> int:
+        return self._revision
+
+    async def snapshot(self) -> CatalogSnapshot:
+        if self._snapshot is None or self._snapshot.revision != self._revision:
+            self._snapshot = CatalogSnapshot(
+                self._revision, tuple(info for info in self._latest(None))
+            )
+        return self._snapshot
+
+    async def get(self, ref: WorkflowRef, version: int | None = None) -> WorkflowVersion | None:
+        history = self._versions.get(ref)
+        if not history:
+            return None
+        if version is None:
+            return history[-1]
+        return next((v for v in history if v.info.version == version), None)
+
+    async def versions(self, ref: WorkflowRef) -> list[WorkflowInfo]:
+        return [v.info for v in self._versions.get(ref, ())]
+
+    async def list(self, namespace: str | None = None) -> list[WorkflowInfo]:
+        return self._latest(namespace)
+
+    async def delete(self, ref: WorkflowRef, version: int | None = None) -> int:
+        history = self._versions.get(ref, [])
+        kept = [] if version is None else [v for v in history if v.info.version != version]
+        removed = len(history) - len(kept)
+        if kept:
+            self._versions[ref] = kept
+        else:
+            self._versions.pop(ref, None)
+        if removed:
+            self._bump()
+        return removed
+
+    def _latest(self, namespace: str | None) -> list[WorkflowInfo]:
+        return [
+            history[-1].info
+            for ref, history in sorted(self._versions.items())
+            if history and (namespace is None or ref.namespace == namespace)
+        ]
+
+    def _bump(self) -> None:
+        self._revision += 1
+
+
+class MemoryServiceStore:
+    def __init__(self) -> None:
+        self._services: dict[str, ServiceDefinition] = {}
+        self._revision = 0
+
+    async def create(self, service: ServiceDefinition) -> ServiceDefinition:
+        if service.name in self._services:
+            raise AlreadyExists(f"service {service.name!r} already exists", service=service.name)
+        self._services[service.name] = service
+        self._revision += 1
+        return service
+
+    async def get(self, name: str) -> ServiceDefinition | None:
+        return self._services.get(name)
+
+    async def list(self) -> list[ServiceDefinition]:
+        return [self._services[name] for name in sorted(self._services)]
+
+    async def update(
+        self, name: str, edit: Callable[[ServiceDefinition], ServiceDefinition]
+    ) -> ServiceDefinition:
+        current = self._services.get(name)
+        if current is None:
+            raise ServiceNotFound(f"service {name!r} not found", service=name)
+        # The name is the key and the revision belongs to the store, whatever `edit` returns.
+        updated = evolve(edit(current), name=name, revision=current.revision + 1)
+        self._services[name] = updated
+        self._revision += 1
+        return updated
+
+    async def delete(self, name: str) -> bool:
+        if self._services.pop(name, None) is None:
+            return False
+        self._revision += 1
+        return True
+
+    async def revision(self) -> int:
+        return self._revision
+
+
+class MemoryExecutionStore:
+    def __init__(self) -> None:
+        self._executions: dict[str, Execution] = {}
+        self._events: dict[str, dict[int, ExecutionEvent]] = {}
+
+    async def create(self, execution: Execution) -> None:
+        if execution.execution_id in self._executions:
+            raise AlreadyExists(
+                f"execution {execution.execution_id!r} already exists",
+                execution_id=execution.execution_id,
+            )
+        self._executions[execution.execution_id] = _stored_execution(execution)
+
+    async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
+        stored = _stored_execution(execution)
+        copies = self._checked_events(events)
+        self._executions[execution.execution_id] = stored
+        self._add(copies)
+
+    async def append(self, events: Sequence[ExecutionEvent]) -> None:
+        self._add(self._checked_events(events))
+
+    async def get(self, execution_id: str) -> Execution | None:
+        return self._executions.get(execution_id)
+
+    async def events(self, execution_id: str) -> list[ExecutionEvent]:
+        log = self._events.get(execution_id, {})
+        return [log[seq] for seq in sorted(log)]
+
+    async def in_states(self, states: Sequence[ExecutionState]) -> list[Execution]:
+        wanted = set(states)
+        found = [e for e in self._executions.values() if e.state in wanted]
+        return sorted(found, key=lambda e: (e.created_at, e.execution_id))
+
+    def _checked_events(self, events: Sequence[ExecutionEvent]) -> list[ExecutionEvent]:
+        # Check the whole batch before writing any of it: the SQLite twin writes all or nothing.
+        copies = [evolve(event, value=_copy_json(event.value)) for event in events]
+        seen: set[tuple[str, int]] = set()
+        for event in copies:
+            key = (event.execution_id, event.seq)
+            if key in seen or event.seq in self._events.get(event.execution_id, {}):
+                raise AlreadyExists(
+                    f"event {event.seq} of execution {event.execution_id!r} already exists",
+                    execution_id=event.execution_id,
+                    seq=event.seq,
+                )
+            seen.add(key)
+        return copies
+
+    def _add(self, events: list[ExecutionEvent]) -> None:
+        for event in events:
+            self._events.setdefault(event.execution_id, {})[event.seq] = event
+
+
+def _stored_execution(execution: Execution) -> Execution:
+    return evolve(execution, input=_copy_json(execution.input), output=_copy_json(execution.output))
+
+
+class MemoryStorage:
+    """The three storage ports over plain dicts, one attribute per port."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.catalog = MemoryCatalog(clock)
+        self.services = MemoryServiceStore()
+        self.executions = MemoryExecutionStore()
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

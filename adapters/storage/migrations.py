@@ -1,0 +1,160 @@
+"""Schema migrations of the SQLite store.
+
+`MIGRATIONS` is an ordered list; to change the schema, append a `Migration` with the next version
+number (never edit one that has shipped). `migrate` applies each pending migration in its own
+`BEGIN IMMEDIATE` transaction together with its row in `schema_migrations`, and re-checks inside
+that transaction, so two processes opening the same new file apply each migration exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import aiosqlite
+from attrs import frozen
+
+
+@frozen
+class Migration:
+    version: int
+    description: str
+    sql: str  # one or more statements separated by ';'
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "workflows, meta revisions, services, executions and their events",
+        """
+        CREATE TABLE workflows (
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            source_hash TEXT NOT NULL,
+            input_schema TEXT,
+            description TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            PRIMARY KEY (namespace, name, version)
+        );
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        );
+        INSERT INTO meta (key, value) VALUES ('catalog_revision', 0), ('services_revision', 0);
+        CREATE TABLE services (
+            name TEXT PRIMARY KEY,
+            namespaces TEXT NOT NULL DEFAULT '[]',
+            workflows TEXT NOT NULL DEFAULT '[]',
+            exclusions TEXT NOT NULL DEFAULT '[]',
+            revision INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE executions (
+            id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            input TEXT,
+            output TEXT,
+            error TEXT,
+            pause_name TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX executions_state ON executions (state);
+        CREATE TABLE execution_events (
+            execution_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL DEFAULT '',
+            value TEXT,
+            at REAL NOT NULL,
+            PRIMARY KEY (execution_id, seq)
+        );
+        """,
+    ),
+    Migration(
+        2,
+        "services.mcp_enabled",
+        "ALTER TABLE services ADD COLUMN mcp_enabled INTEGER NOT NULL DEFAULT 0",
+    ),
+    Migration(
+        3,
+        "api_keys (hashed secrets only)",
+        """
+        CREATE TABLE api_keys (
+            key_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            secret_hash TEXT NOT NULL UNIQUE,
+            permissions TEXT NOT NULL DEFAULT '[]',
+            revoked INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        );
+        """,
+    ),
+]
+
+_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at REAL NOT NULL
+)
+"""
+
+
+def statements(sql: str) -> list[str]:
+    """Split a script into statements; a ';' inside a trigger body or a string stays put."""
+    found: list[str] = []
+    pending = ""
+    for piece in sql.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\r\n;"):
+                found.append(pending.strip())
+            pending = ""
+    if pending.strip(" \t\r\n;"):
+        found.append(pending.strip())
+    return found
+
+
+async def applied_versions(db: aiosqlite.Connection) -> set[int]:
+    async with db.execute("SELECT version FROM schema_migrations") as cursor:
+        return {row[0] for row in await cursor.fetchall()}
+
+
+async def migrate(
+    db: aiosqlite.Connection, migrations: list[Migration] | None = None
+) -> list[int]:
+    """Apply the pending migrations in order; returns the versions applied by this call.
+
+    `db` must be in autocommit mode (isolation_level=None) so the transactions here are ours.
+    """
+    todo = sorted(MIGRATIONS if migrations is None else migrations, key=lambda m: m.version)
+    await db.execute(_LEDGER)
+    done = await applied_versions(db)
+    applied: list[int] = []
+    for migration in todo:
+        if migration.version in done:
+            continue
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have applied it while we waited for the write lock.
+            if migration.version not in await applied_versions(db):
+                for statement in statements(migration.sql):
+                    await db.execute(statement)
+                await db.execute(
+                    "INSERT INTO schema_migrations (version, description, applied_at) "
+                    "VALUES (?, ?, ?)",
+                    (migration.version, migration.description, time.time()),
+                )
+                applied.append(migration.version)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+    return applied

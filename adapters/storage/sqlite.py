@@ -1,0 +1,407 @@
+"""SQLite storage (aiosqlite): the embedded default behind the three storage ports.
+
+Durability: WAL journal with `synchronous=NORMAL`. A commit is in the WAL when a call returns, so
+it survives a crash or `kill -9` of the process; only an OS crash or power loss may drop the last
+commits before a checkpoint (use `synchronous=FULL` if that matters more than write speed).
+
+Connections: ONE writer connection, fed by a group-commit writer task (see `group_commit`), does
+every write, so concurrent service updates or execution saves never race each other and many
+execution writes share one commit. A separate reader connection serves reads; WAL lets it read
+while the writer writes. `busy_timeout` covers other processes using the same file.
+
+Catalog caching: `revision()` is one primary-key read of the `meta` table; `snapshot()` answers
+from a snapshot cached by revision and re-reads the catalog only when the revision moved, so a
+register or delete by this or any other process is seen by the very next call.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from attrs import evolve
+
+from adapters.storage import rows
+from adapters.storage.group_commit import GroupCommitWriter
+from adapters.storage.migrations import migrate
+from core.errors import AlreadyExists, ServiceNotFound
+from core.model import (
+    CatalogSnapshot,
+    Execution,
+    ExecutionEvent,
+    ExecutionState,
+    ServiceDefinition,
+    WorkflowInfo,
+    WorkflowRef,
+    WorkflowVersion,
+)
+from ports.storage import NewWorkflow, Registered
+
+Clock = Callable[[], float]
+BUSY_TIMEOUT_MS = 5000
+
+_BUMP = "UPDATE meta SET value = value + 1 WHERE key = ?"
+_LATEST = """
+    SELECT w.namespace, w.name, w.version, w.input_schema, w.description
+    FROM workflows w
+    WHERE w.version = (
+        SELECT MAX(x.version) FROM workflows x WHERE x.namespace = w.namespace AND x.name = w.name
+    )
+"""
+# One statement reads the revision and the rows it belongs to (a statement is one read
+# transaction); the LEFT JOIN keeps the revision row when the catalog is empty.
+_SNAPSHOT = f"""
+    SELECT m.value, l.namespace, l.name, l.version, l.input_schema, l.description
+    FROM meta m LEFT JOIN ({_LATEST}) l ON 1
+    WHERE m.key = 'catalog_revision'
+    ORDER BY l.namespace, l.name
+"""
+
+
+async def _connect(path: str) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, isolation_level=None)
+    await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    await db.execute("PRAGMA journal_mode = WAL")
+    await db.execute("PRAGMA synchronous = NORMAL")
+    return db
+
+
+async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    async with db.execute(sql, params) as cursor:
+        return await cursor.fetchone()
+
+
+async def _all(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    async with db.execute(sql, params) as cursor:
+        return list(await cursor.fetchall())
+
+
+class SqliteCatalog:
+    def __init__(self, reader: aiosqlite.Connection, writer: GroupCommitWriter, clock: Clock):
+        self._reader = reader
+        self._writer = writer
+        self._clock = clock
+        self._snapshot = CatalogSnapshot(-1)
+
+    async def register(self, workflows: Sequence[NewWorkflow]) -> list[Registered]:
+        now = self._clock()
+
+        async def job(db: aiosqlite.Connection) -> list[Registered]:
+            results: list[Registered] = []
+            for new in workflows:
+                latest = await _one(
+                    db,
+                    "SELECT namespace, name, version, input_schema, description, source_hash "
+                    "FROM workflows WHERE namespace = ? AND name = ? "
+                    "ORDER BY version DESC LIMIT 1",
+                    (new.ref.namespace, new.ref.name),
+                )
+                if latest is not None and latest[5] == new.source_hash:
+                    results.append(Registered(rows.info_from_row(latest[:5]), created=False))
+                    continue
+                info = WorkflowInfo(
+                    new.ref,
+                    latest[2] + 1 if latest else 1,
+                    rows.load(rows.dump(new.input_schema)),
+                    new.description,
+                )
+                await db.execute(
+                    "INSERT INTO workflows (namespace, name, version, source, source_hash, "
+                    "input_schema, description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        new.ref.namespace,
+                        new.ref.name,
+                        info.version,
+                        new.source,
+                        new.source_hash,
+                        rows.dump(new.input_schema),
+                        new.description,
+                        now,
+                    ),
+                )
+                results.append(Registered(info, created=True))
+            if any(r.created for r in results):
+                await db.execute(_BUMP, ("catalog_revision",))
+            return results
+
+        return await self._writer.submit(job)
+
+    async def revision(self) -> int:
+        row = await _one(self._reader, "SELECT value FROM meta WHERE key = 'catalog_revision'")
+        return row[0]
+
+    async def snapshot(self) -> CatalogSnapshot:
+        if await self.revision() == self._snapshot.revision:
+            return self._snapshot
+        found = await _all(self._reader, _SNAPSHOT)
+        infos = tuple(rows.info_from_row(row[1:]) for row in found if row[1] is not None)
+        snapshot = CatalogSnapshot(found[0][0], infos)
+        # Two concurrent reloads may finish out of order; keep the newer one.
+        if snapshot.revision >= self._snapshot.revision:
+            self._snapshot = snapshot
+        return snapshot
+
+    async def get(self, ref: WorkflowRef, version: int | None = None) -> WorkflowVersion | None:
+        sql = (
+            "SELECT namespace, name, version, input_schema, description, source, source_hash, "
+            "created_at FROM workflows WHERE namespace = ? AND name = ? "
+        )
+        if version is None:
+            row = await _one(
+                self._reader, sql + "ORDER BY version DESC LIMIT 1", (ref.namespace, ref.name)
+            )
+        else:
+            row = await _one(
+                self._reader, sql + "AND version = ?", (ref.namespace, ref.name, version)
+            )
+        if row is None:
+            return None
+        return WorkflowVersion(rows.info_from_row(row[:5]), row[5], row[6], row[7])
+
+    async def versions(self, ref: WorkflowRef) -> list[WorkflowInfo]:
+        found = await _all(
+            self._reader,
+            "SELECT namespace, name, version, input_schema, description FROM workflows "
+            "WHERE namespace = ? AND name = ? ORDER BY version",
+            (ref.namespace, ref.name),
+        )
+        return [rows.info_from_row(row) for row in found]
+
+    async def list(self, namespace: str | None = None) -> list[WorkflowInfo]:
+        snapshot = await self.snapshot()
+        if namespace is None:
+            return list(snapshot.workflows)
+        return list(snapshot.in_namespace(namespace))
+
+    async def delete(self, ref: WorkflowRef, version: int | None = None) -> int:
+        async def job(db: aiosqlite.Connection) -> int:
+            sql = "DELETE FROM workflows WHERE namespace = ? AND name = ?"
+            params: tuple[Any, ...] = (ref.namespace, ref.name)
+            if version is not None:
+                sql, params = sql + " AND version = ?", (*params, version)
+            cursor = await db.execute(sql, params)
+            deleted = cursor.rowcount
+            await cursor.close()
+            if deleted:
+                await db.execute(_BUMP, ("catalog_revision",))
+            return deleted
+
+        return await self._writer.submit(job)
+
+
+class SqliteServiceStore:
+    def __init__(self, reader: aiosqlite.Connection, writer: GroupCommitWriter, clock: Clock):
+        self._reader = reader
+        self._writer = writer
+        self._clock = clock
+
+    async def create(self, service: ServiceDefinition) -> ServiceDefinition:
+        now = self._clock()
+
+        async def job(db: aiosqlite.Connection) -> ServiceDefinition:
+            params = rows.service_to_params(service) | {"now": now}
+            try:
+                await db.execute(
+                    f"INSERT INTO services ({rows.SERVICE_COLUMNS}, created_at, updated_at) "
+                    "VALUES (:name, :namespaces, :workflows, :exclusions, :mcp_enabled, "
+                    ":revision, :now, :now)",
+                    params,
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(
+                    f"service {service.name!r} already exists", service=service.name
+                ) from None
+            await db.execute(_BUMP, ("services_revision",))
+            return service
+
+        return await self._writer.submit(job)
+
+    async def get(self, name: str) -> ServiceDefinition | None:
+        row = await _one(
+            self._reader, f"SELECT {rows.SERVICE_COLUMNS} FROM services WHERE name = ?", (name,)
+        )
+        return None if row is None else rows.service_from_row(row)
+
+    async def list(self) -> list[ServiceDefinition]:
+        found = await _all(
+            self._reader, f"SELECT {rows.SERVICE_COLUMNS} FROM services ORDER BY name"
+        )
+        return [rows.service_from_row(row) for row in found]
+
+    async def update(
+        self, name: str, edit: Callable[[ServiceDefinition], ServiceDefinition]
+    ) -> ServiceDefinition:
+        async def job(db: aiosqlite.Connection) -> ServiceDefinition:
+            # Read and write on the writer connection inside its transaction: nothing can
+            # commit in between, which is what keeps concurrent edits from losing each other.
+            row = await _one(
+                db, f"SELECT {rows.SERVICE_COLUMNS} FROM services WHERE name = ?", (name,)
+            )
+            if row is None:
+                raise ServiceNotFound(f"service {name!r} not found", service=name)
+            current = rows.service_from_row(row)
+            updated = evolve(edit(current), name=name, revision=current.revision + 1)
+            await db.execute(
+                "UPDATE services SET namespaces = :namespaces, workflows = :workflows, "
+                "exclusions = :exclusions, mcp_enabled = :mcp_enabled, revision = :revision, "
+                "updated_at = :now WHERE name = :name",
+                rows.service_to_params(updated) | {"now": self._clock()},
+            )
+            await db.execute(_BUMP, ("services_revision",))
+            return updated
+
+        return await self._writer.submit(job)
+
+    async def delete(self, name: str) -> bool:
+        async def job(db: aiosqlite.Connection) -> bool:
+            cursor = await db.execute("DELETE FROM services WHERE name = ?", (name,))
+            deleted = cursor.rowcount > 0
+            await cursor.close()
+            if deleted:
+                await db.execute(_BUMP, ("services_revision",))
+            return deleted
+
+        return await self._writer.submit(job)
+
+    async def revision(self) -> int:
+        row = await _one(self._reader, "SELECT value FROM meta WHERE key = 'services_revision'")
+        return row[0]
+
+
+class SqliteExecutionStore:
+    def __init__(self, reader: aiosqlite.Connection, writer: GroupCommitWriter):
+        self._reader = reader
+        self._writer = writer
+
+    async def create(self, execution: Execution) -> None:
+        params = rows.execution_to_params(execution)
+
+        async def job(db: aiosqlite.Connection) -> None:
+            try:
+                await db.execute(
+                    f"INSERT INTO executions ({rows.EXECUTION_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params,
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(
+                    f"execution {execution.execution_id!r} already exists",
+                    execution_id=execution.execution_id,
+                ) from None
+
+        await self._writer.submit(job)
+
+    async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
+        params = rows.execution_to_params(execution)
+        event_params = [rows.event_to_params(event) for event in events]
+
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                f"INSERT INTO executions ({rows.EXECUTION_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, "
+                "name = excluded.name, version = excluded.version, state = excluded.state, "
+                "input = excluded.input, output = excluded.output, error = excluded.error, "
+                "pause_name = excluded.pause_name, created_at = excluded.created_at, "
+                "updated_at = excluded.updated_at",
+                params,
+            )
+            await _insert_events(db, event_params)
+
+        await self._writer.submit(job)
+
+    async def append(self, events: Sequence[ExecutionEvent]) -> None:
+        if not events:
+            return
+        event_params = [rows.event_to_params(event) for event in events]
+
+        async def job(db: aiosqlite.Connection) -> None:
+            await _insert_events(db, event_params)
+
+        await self._writer.submit(job)
+
+    async def get(self, execution_id: str) -> Execution | None:
+        row = await _one(
+            self._reader,
+            f"SELECT {rows.EXECUTION_COLUMNS} FROM executions WHERE id = ?",
+            (execution_id,),
+        )
+        return None if row is None else rows.execution_from_row(row)
+
+    async def events(self, execution_id: str) -> list[ExecutionEvent]:
+        found = await _all(
+            self._reader,
+            f"SELECT {rows.EVENT_COLUMNS} FROM execution_events WHERE execution_id = ? "
+            "ORDER BY seq",
+            (execution_id,),
+        )
+        return [rows.event_from_row(row) for row in found]
+
+    async def in_states(self, states: Sequence[ExecutionState]) -> list[Execution]:
+        wanted = sorted({str(state) for state in states})
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
+        found = await _all(
+            self._reader,
+            f"SELECT {rows.EXECUTION_COLUMNS} FROM executions WHERE state IN ({marks}) "
+            "ORDER BY created_at, id",
+            wanted,
+        )
+        return [rows.execution_from_row(row) for row in found]
+
+
+async def _insert_events(db: aiosqlite.Connection, event_params: list[tuple[Any, ...]]) -> None:
+    if not event_params:
+        return
+    try:
+        await db.executemany(
+            f"INSERT INTO execution_events ({rows.EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            event_params,
+        )
+    except sqlite3.IntegrityError:
+        raise AlreadyExists("an event with this execution_id and seq already exists") from None
+
+
+class SqliteStorage:
+    """The three storage ports over one SQLite file; build it with `await SqliteStorage.open()`."""
+
+    def __init__(
+        self,
+        writer_db: aiosqlite.Connection,
+        reader_db: aiosqlite.Connection,
+        clock: Clock,
+    ) -> None:
+        self._writer_db = writer_db
+        self._reader_db = reader_db
+        self._writer = GroupCommitWriter(writer_db)
+        self.catalog = SqliteCatalog(reader_db, self._writer, clock)
+        self.services = SqliteServiceStore(reader_db, self._writer, clock)
+        self.executions = SqliteExecutionStore(reader_db, self._writer)
+
+    @classmethod
+    async def open(cls, path: str | Path, clock: Clock = time.time) -> SqliteStorage:
+        """Open (creating if needed) the database file and apply pending migrations."""
+        writer_db = await _connect(str(path))
+        try:
+            await migrate(writer_db)
+            reader_db = await _connect(str(path))
+        except BaseException:
+            await writer_db.close()
+            raise
+        return cls(writer_db, reader_db, clock)
+
+    async def ping(self) -> bool:
+        try:
+            return await _one(self._reader_db, "SELECT 1") == (1,)
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self._reader_db.close()
+        await self._writer_db.close()

@@ -1,0 +1,165 @@
+"""Use cases of the main server: the workflow catalog, services, and calls to their endpoints.
+
+Every decision is a pure function of `core`; this module only fetches what the decision needs
+through the ports and hands the result to the runtime. Resolutions are memoised by
+(services revision, catalog revision), so a call costs two revision reads however large the
+catalog is, and any register, delete or service edit is seen by the very next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from core.errors import (
+    EndpointNotFound,
+    ExecutionNotFound,
+    NameCollision,
+    ServiceNotFound,
+    WorkflowNotFound,
+)
+from core.model import (
+    CatalogSnapshot,
+    Collision,
+    Endpoint,
+    Execution,
+    Resolution,
+    ServiceDefinition,
+    WorkflowInfo,
+    WorkflowRef,
+    WorkflowVersion,
+)
+from core.resolve import resolve
+from core.services import ServiceUpdate, apply_update
+from engine.registration import load_workflows
+from engine.runtime import Runtime
+from ports.storage import Catalog, Registered, ServiceStore
+
+
+class FluxApp:
+    def __init__(self, catalog: Catalog, services: ServiceStore, runtime: Runtime) -> None:
+        self.catalog = catalog
+        self.services = services
+        self.runtime = runtime
+        self._memo_key: tuple[int, int] = (-1, -1)
+        self._resolutions: dict[str, Resolution | None] = {}
+        self._snapshot: CatalogSnapshot | None = None
+
+    # -- catalog -----------------------------------------------------------------------------
+
+    async def register(self, source: str, filename: str) -> list[Registered]:
+        # Importing user code may block (top-level I/O, heavy imports): keep it off the loop.
+        loaded = await asyncio.to_thread(load_workflows, source, filename)
+        return await self.catalog.register([item.new_workflow for item in loaded])
+
+    async def list_workflows(self, namespace: str | None = None) -> list[WorkflowInfo]:
+        return await self.catalog.list(namespace)
+
+    async def workflow_versions(self, ref: WorkflowRef) -> list[WorkflowInfo]:
+        versions = await self.catalog.versions(ref)
+        if not versions:
+            raise WorkflowNotFound(f"workflow '{ref}' is not registered", ref=str(ref))
+        return versions
+
+    async def delete_workflow(self, ref: WorkflowRef, version: int | None = None) -> int:
+        deleted = await self.catalog.delete(ref, version)
+        if not deleted:
+            what = f"version {version} of workflow '{ref}'" if version else f"workflow '{ref}'"
+            raise WorkflowNotFound(f"{what} is not registered", ref=str(ref))
+        return deleted
+
+    async def workflow_version(self, ref: WorkflowRef, version: int | None = None) -> WorkflowVersion:
+        found = await self.catalog.get(ref, version)
+        if found is None:
+            what = f"version {version} of workflow '{ref}'" if version else f"workflow '{ref}'"
+            raise WorkflowNotFound(f"{what} is not registered", ref=str(ref), version=version)
+        return found
+
+    # -- services ----------------------------------------------------------------------------
+
+    async def create_service(self, service: ServiceDefinition) -> Resolution:
+        created = await self.services.create(service)
+        return resolve(created, await self._current_snapshot())
+
+    async def update_service(self, name: str, update: ServiceUpdate) -> Resolution:
+        return await self.edit_service(name, lambda service: apply_update(service, update))
+
+    async def edit_service(
+        self, name: str, edit: Callable[[ServiceDefinition], ServiceDefinition]
+    ) -> Resolution:
+        updated = await self.services.update(name, edit)
+        return resolve(updated, await self._current_snapshot())
+
+    async def delete_service(self, name: str) -> None:
+        if not await self.services.delete(name):
+            raise ServiceNotFound(f"service '{name}' not found", service=name)
+
+    async def list_services(self) -> list[Resolution]:
+        snapshot = await self._current_snapshot()
+        return [resolve(service, snapshot) for service in await self.services.list()]
+
+    async def resolution(self, name: str) -> Resolution:
+        """The service's resolution against the catalog as it is now (memoised)."""
+        key = (await self.services.revision(), await self.catalog.revision())
+        if key != self._memo_key:
+            self._memo_key = key
+            self._resolutions = {}
+        if name not in self._resolutions:
+            service = await self.services.get(name)
+            self._resolutions[name] = (
+                None if service is None else resolve(service, await self._current_snapshot())
+            )
+        found = self._resolutions[name]
+        if found is None:
+            raise ServiceNotFound(f"service '{name}' not found", service=name)
+        return found
+
+    async def endpoint(self, service: str, workflow: str) -> Endpoint:
+        found = (await self.resolution(service)).lookup(workflow)
+        if isinstance(found, Collision):
+            raise NameCollision(
+                f"endpoint '{workflow}' of service '{service}' is ambiguous: it exists in "
+                f"namespaces {', '.join(found.namespaces)}; exclude all but one",
+                namespaces=list(found.namespaces),
+                refs=[str(ref) for ref in found.refs],
+            )
+        if found is None:
+            raise EndpointNotFound(
+                f"service '{service}' has no endpoint '{workflow}'", service=service, workflow=workflow
+            )
+        return found
+
+    async def _current_snapshot(self) -> CatalogSnapshot:
+        revision = await self.catalog.revision()
+        if self._snapshot is None or self._snapshot.revision != revision:
+            self._snapshot = await self.catalog.snapshot()
+        return self._snapshot
+
+    # -- executions --------------------------------------------------------------------------
+
+    async def pinned(self, ref: WorkflowRef, version: int | None) -> WorkflowVersion:
+        return await self.workflow_version(ref, version)
+
+    async def execution_of(self, ref: WorkflowRef, execution_id: str) -> Execution:
+        """The execution, provided it belongs to `ref` (else it is not found for this route)."""
+        execution = await self.runtime.get(execution_id)
+        if execution.ref != ref:
+            raise ExecutionNotFound(
+                f"execution '{execution_id}' not found for workflow '{ref}'",
+                execution_id=execution_id,
+            )
+        return execution
+
+
+def refs_of(registered: Sequence[Registered]) -> list[dict[str, Any]]:
+    return [
+        {
+            "ref": str(item.info.ref),
+            "namespace": item.info.ref.namespace,
+            "name": item.info.ref.name,
+            "version": item.info.version,
+            "created": item.created,
+        }
+        for item in registered
+    ]

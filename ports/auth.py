@@ -1,0 +1,36 @@
+"""Ports of authentication. Every ApiKeyStore adapter passes tests/auth/test_api_key_store.py."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from attrs import field, frozen
+
+
+@frozen
+class ApiKey:
+    """A stored API key, without its secret: only the secret's hash is ever kept."""
+
+    key_id: str
+    name: str
+    permissions: frozenset[str] = field(converter=frozenset, factory=frozenset)
+    revoked: bool = False
+    created_at: float = 0.0
+
+
+class ApiKeyStore(Protocol):
+    async def add(self, key: ApiKey, secret_hash: str) -> None:
+        """Store a new key; raises `core.errors.AlreadyExists` when its name or id is taken."""
+
+    async def by_hash(self, secret_hash: str) -> ApiKey | None:
+        """The key whose secret hashes to `secret_hash` (revoked ones included)."""
+
+    async def get(self, key_id: str) -> ApiKey | None: ...
+
+    async def list(self) -> list[ApiKey]:
+        """All keys, revoked ones included, sorted by name."""
+
+    async def revoke(self, key_id: str) -> bool:
+        """Mark a key revoked; False when there is no such key. Revoking twice is fine."""
+
+    async def delete(self, key_id: str) -> bool: ...
