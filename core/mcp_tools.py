@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-import jsonschema
 from attrs import field, frozen
 
 from core.errors import InputValidationError
@@ -61,6 +60,21 @@ class ToolClash:
 
     name: str
     workflows: tuple[str, ...]
+
+
+@frozen
+class SchemaViolation:
+    """One way a value misses a JSON schema: `path` to the offending field (a missing or
+    unexpected field included), a message, and the failing keyword (`type`, `required`...)."""
+
+    path: tuple[str | int, ...]
+    message: str
+    kind: str
+
+
+# Checks a value against a JSON schema. The core stays free of a schema library; the adapter
+# passes one in (adapters.mcp.schema.violations).
+Validate = Callable[[Mapping[str, Any], Any], Iterable[SchemaViolation]]
 
 
 def tool_names(endpoint_name: str) -> tuple[str, ...]:
@@ -116,15 +130,15 @@ def mcp_info(resolution: Resolution, mcp_url: str) -> dict[str, Any]:
 
 
 def arguments_to_body(
-    spec: ToolSpec, arguments: Mapping[str, Any] | None
+    spec: ToolSpec, arguments: Mapping[str, Any] | None, *, validate: Validate
 ) -> tuple[Any, str | None]:
-    """Validate tool arguments against the tool's schema and return (body, execution_id).
+    """Check tool arguments against the tool's schema and return (body, execution_id).
 
-    Raises `InputValidationError` whose message names the offending field, with
+    Raises `InputValidationError` whose message names the offending fields, with
     `errors: [{"loc", "msg", "type"}]` as details (the shape of the HTTP 422).
     """
     arguments = dict(arguments or {})
-    _validate(spec.input_schema, arguments, loc=())
+    _check(validate, spec.input_schema, arguments, loc=())
     if spec.action in ("run", "async"):
         if spec.input_mode == "fields":
             return arguments, None
@@ -135,7 +149,7 @@ def arguments_to_body(
         return None, execution_id
     body = _decode_input(arguments["input"])
     if spec.body_schema is not None:
-        _validate(spec.body_schema, body, loc=("input",))
+        _check(validate, spec.body_schema, body, loc=("input",))
     return body, execution_id
 
 
@@ -151,42 +165,20 @@ def _decode_input(text: str) -> Any:
         ) from None
 
 
-_PROPERTY_MESSAGES = {"required": "field required", "additionalProperties": "unexpected field"}
-
-
-def _validate(schema: Mapping[str, Any], value: Any, loc: tuple[str | int, ...]) -> None:
-    validator = jsonschema.Draft202012Validator(schema)
-    details: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for error in validator.iter_errors(value):
-        base = [*loc, *error.path]
-        for name in _named_properties(error) or [None]:
-            path = base if name is None else [*base, name]
-            message = error.message if name is None else _PROPERTY_MESSAGES[error.validator]
-            details.setdefault(
-                (*map(str, path), str(error.validator)),
-                {"loc": path, "msg": message, "type": str(error.validator)},
-            )
-    if not details:
+def _check(validate: Validate, schema: Mapping[str, Any], value: Any, loc: tuple) -> None:
+    found: dict[tuple[str, ...], dict[str, Any]] = {}
+    for violation in validate(schema, value):
+        path = [*loc, *violation.path]
+        found.setdefault(
+            (*map(str, path), violation.kind),
+            {"loc": path, "msg": violation.message, "type": violation.kind},
+        )
+    if not found:
         return
-    errors = [details[key] for key in sorted(details)]
+    errors = [found[key] for key in sorted(found)]
     shown = [f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in errors[:5]]
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     raise InputValidationError("; ".join(shown) + more, errors=errors)
-
-
-def _named_properties(error: jsonschema.ValidationError) -> list[str]:
-    # `required` and `additionalProperties` errors sit on the parent object; naming the
-    # absent or unexpected field is far more useful to a caller.
-    if not isinstance(error.instance, Mapping):
-        return []
-    if error.validator == "required" and isinstance(error.validator_value, list):
-        return [name for name in error.validator_value if name not in error.instance]
-    if error.validator == "additionalProperties" and error.validator_value is False:
-        known = error.schema.get("properties", {})
-        patterns = error.schema.get("patternProperties", {})
-        if not patterns:
-            return [name for name in error.instance if name not in known]
-    return []
 
 
 # -- schemas -----------------------------------------------------------------------------------

@@ -33,7 +33,17 @@ from core.errors import Unauthenticated
 log = logging.getLogger(__name__)
 
 # Asymmetric only: a symmetric algorithm would let anyone holding the *public* key sign tokens.
-DEFAULT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA")
+DEFAULT_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "EdDSA",
+)
 _ASYMMETRIC_KTY = {"RSA", "EC", "OKP"}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -180,8 +181,11 @@ class FluxClient:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not None:
-        text = exc.os_error.strerror or str(exc.os_error)
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, OSError) and os_error.errno:
+        text = os.strerror(os_error.errno)
+    elif os_error is not None:
+        text = str(os_error)
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split()).lower()

@@ -4,8 +4,9 @@ Callers submit a job (an async function of the connection). One writer task take
 queued since its last commit, runs the jobs one after another inside a single `BEGIN IMMEDIATE`
 transaction, commits once, and only then resolves each caller's future, so a returned call is
 durable. Jobs queue up while a commit is in flight, which is what makes batches grow under load
-without any added delay when idle. Each job runs under its own SAVEPOINT: a job that raises is
-rolled back alone and its caller gets the exception; the rest of the batch still commits.
+without any added delay when idle. A job that raises gets its own exception and the rest of the
+batch still commits: if it had already written rows, the batch is rolled back and every job of
+it rerun in a transaction of its own, so its half-done writes never land.
 """
 
 from __future__ import annotations
@@ -70,32 +71,56 @@ class GroupCommitWriter:
                 await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes = await self._transaction(batch)
+        except _Tainted:
+            # A job failed after it had written: the whole batch was rolled back. Rerunning each
+            # job alone is safe (jobs hold their inputs and pure edits) and keeps it to the one.
+            outcomes = []
+            for pending in batch:
+                try:
+                    outcomes.extend(await self._transaction([pending]))
+                except _Tainted as tainted:
+                    outcomes.append((pending, False, tainted.cause))
+                except Exception as exc:
+                    outcomes.append((pending, False, exc))
+        except Exception as exc:
+            # The transaction itself failed (lock timeout, disk full, ...): nothing was written.
+            outcomes = [(pending, False, exc) for pending in batch]
+        for pending, ok, value in outcomes:
+            _settle(pending.future, ok, value)
+
+    async def _transaction(self, batch: list[_Pending]) -> list[tuple[_Pending, bool, Any]]:
+        """Run the jobs in one transaction and commit. A job that raises without having
+        changed a row just reports its error (no savepoint needed: that saves two round trips
+        to the connection's thread per job); one that raises after writing taints the batch."""
         db = self._db
         outcomes: list[tuple[_Pending, bool, Any]] = []
         try:
             await db.execute("BEGIN IMMEDIATE")
             for pending in batch:
-                await db.execute("SAVEPOINT job")
+                before = db.total_changes
                 try:
                     value = await pending.job(db)
                 except Exception as exc:
-                    await db.execute("ROLLBACK TO job")
-                    await db.execute("RELEASE job")
+                    if db.total_changes != before or not db.in_transaction:
+                        raise _Tainted(exc) from exc
                     outcomes.append((pending, False, exc))
                 else:
-                    await db.execute("RELEASE job")
                     outcomes.append((pending, True, value))
             await db.execute("COMMIT")
-        except Exception as exc:
-            # The transaction itself failed (lock timeout, disk full, ...): nothing was written.
+        except BaseException:
             if db.in_transaction:
                 with contextlib.suppress(Exception):
                     await db.execute("ROLLBACK")
-            for pending in batch:
-                _settle(pending.future, False, exc)
-            return
-        for pending, ok, value in outcomes:
-            _settle(pending.future, ok, value)
+            raise
+        return outcomes
+
+
+class _Tainted(Exception):
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

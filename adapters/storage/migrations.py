@@ -127,9 +127,7 @@ async def applied_versions(db: aiosqlite.Connection) -> set[int]:
         return {row[0] for row in await cursor.fetchall()}
 
 
-async def migrate(
-    db: aiosqlite.Connection, migrations: list[Migration] | None = None
-) -> list[int]:
+async def migrate(db: aiosqlite.Connection, migrations: list[Migration] | None = None) -> list[int]:
     """Apply the pending migrations in order; returns the versions applied by this call.
 
     `db` must be in autocommit mode (isolation_level=None) so the transactions here are ours.

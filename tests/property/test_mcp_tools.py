@@ -13,8 +13,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, create_model
 
+from adapters.mcp.schema import violations
 from core.errors import InputValidationError
-from core.mcp_tools import arguments_to_body, mcp_info, tool_clashes, tool_names, tools_for
+from core.mcp_tools import arguments_to_body as to_body
+from core.mcp_tools import mcp_info, tool_clashes, tool_names, tools_for
 from core.model import (
     Endpoint,
     Resolution,
@@ -65,10 +67,12 @@ def valid_values(draw, specs: dict) -> dict[str, Any]:
     for field, (kind, required) in specs.items():
         if not required and draw(st.booleans()):
             continue
-        value[field] = (
-            draw(SCALARS[kind][2]) if isinstance(kind, str) else draw(valid_values(kind))
-        )
+        value[field] = draw(SCALARS[kind][2]) if isinstance(kind, str) else draw(valid_values(kind))
     return value
+
+
+def arguments_to_body(spec, arguments):
+    return to_body(spec, arguments, validate=violations)
 
 
 def info(name: str, schema: dict | None, doc: str = "") -> WorkflowInfo:
@@ -90,7 +94,9 @@ def endpoint_sets(draw) -> list[Endpoint]:
     # Derived names of other endpoints provoke tool-name clashes.
     derived = draw(
         st.lists(
-            st.tuples(st.sampled_from(names), st.sampled_from(["{}_async", "resume_{}", "status_{}"])),
+            st.tuples(
+                st.sampled_from(names), st.sampled_from(["{}_async", "resume_{}", "status_{}"])
+            ),
             max_size=2,
         )
     )
@@ -200,7 +206,9 @@ def test_a_wrongly_typed_field_is_named(data):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -250,7 +258,9 @@ def test_missing_and_unexpected_arguments_are_named():
         customer_id: str
         amount: float
 
-    run, _, resume, _, status = tools_for([Endpoint("invoice", info("invoice", Invoice.model_json_schema()))])
+    run, _, resume, _, status = tools_for(
+        [Endpoint("invoice", info("invoice", Invoice.model_json_schema()))]
+    )
     with pytest.raises(InputValidationError, match=r"^amount: field required$"):
         arguments_to_body(run, {"customer_id": "C-1"})
     with pytest.raises(InputValidationError, match=r"^execution_id: field required$"):
@@ -264,9 +274,12 @@ def test_clash_keeps_other_tools_and_is_reported_by_mcp_info():
     resolution = Resolution(ServiceDefinition("svc", namespaces=("ns",)), 1, endpoints)
     body = mcp_info(resolution, "http://127.0.0.1:9000/mcp")
     names = [tool["name"] for tool in body["tools"]]
-    assert "x_async" not in names
+    assert "x_async" not in names and "resume_x_async" not in names
     assert {"x", "resume_x", "status_x", "x_async_async", "status_x_async"} <= set(names)
-    assert body["tool_clashes"] == [{"name": "x_async", "workflows": ["x", "x_async"]}]
+    assert body["tool_clashes"] == [
+        {"name": "resume_x_async", "workflows": ["x", "x_async"]},
+        {"name": "x_async", "workflows": ["x", "x_async"]},
+    ]
     assert body["service"] == "svc" and body["mcp_url"] == "http://127.0.0.1:9000/mcp"
     assert all(set(tool) == {"name", "description", "input_schema"} for tool in body["tools"])
 

@@ -1,0 +1,209 @@
+"""Loading uploaded workflow modules: find every `@workflow` and describe it for the catalog.
+
+Loading executes user code, so callers run `load_workflows` in a thread. Each load gets a fresh
+module object under a unique name; it sits in `sys.modules` only while it executes (pydantic,
+dataclasses and typing resolve annotations through it) and is removed afterwards, so two
+versions of one file never share module state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import sys
+import traceback
+import types
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from attrs import field, frozen
+
+from core.errors import InvalidWorkflowSource
+from core.model import WorkflowRef, WorkflowVersion
+from engine import inputs
+from flux.task import Task
+from flux.workflow import Workflow
+from ports.storage import NewWorkflow
+
+_module_ids = itertools.count(1)
+
+
+@frozen
+class LoadedWorkflow:
+    """One workflow found in a module, ready to register and to run."""
+
+    ref: WorkflowRef
+    function: Callable[..., Any]
+    input_type: Any  # None: the raw JSON body
+    input_schema: dict | None
+    description: str
+    source: str
+    source_hash: str
+    module: types.ModuleType = field(eq=False, repr=False)
+
+    @property
+    def new_workflow(self) -> NewWorkflow:
+        return NewWorkflow(
+            ref=self.ref,
+            source=self.source,
+            source_hash=self.source_hash,
+            input_schema=self.input_schema,
+            description=self.description,
+        )
+
+
+def source_hash(source: str, ref: WorkflowRef) -> str:
+    """Changes whenever anything in the file changes, so each of its workflows gets a version."""
+    return hashlib.sha256(f"{ref}\n{source}".encode()).hexdigest()
+
+
+def load_workflows(source: str, filename: str = "<workflow>") -> list[LoadedWorkflow]:
+    """Execute `source` as a fresh module and describe each workflow in it, sorted by ref.
+
+    Raises InvalidWorkflowSource when the module does not compile or import, holds no workflow,
+    or defines two workflows with the same ref.
+    """
+    try:
+        code = compile(source, filename, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise InvalidWorkflowSource(
+            f"line {exc.lineno}: {exc.msg}", filename=filename, line=exc.lineno
+        ) from None
+    except ValueError as exc:  # e.g. NUL bytes
+        raise InvalidWorkflowSource(str(exc), filename=filename) from None
+    name = f"_flux_workflows_{next(_module_ids)}"
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    sys.modules[name] = module
+    try:
+        try:
+            exec(code, module.__dict__)
+        except (Exception, SystemExit) as exc:
+            raise InvalidWorkflowSource(_import_failure(exc, filename), filename=filename) from None
+        found = _workflows_of(module, filename)
+        _prepare_tasks(module)
+        return [_describe(item, module, source) for item in found]
+    finally:
+        sys.modules.pop(name, None)
+
+
+def _import_failure(exc: BaseException, filename: str) -> str:
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    lines = [
+        frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == filename
+    ]
+    return f"line {lines[-1]}: {reason}" if lines else reason
+
+
+def _workflows_of(module: types.ModuleType, filename: str) -> list[Workflow]:
+    # Only workflows defined here: one imported from another module is not this file's to register.
+    found: dict[int, Workflow] = {}
+    for value in vars(module).values():
+        if isinstance(value, Workflow) and value.function.__module__ == module.__name__:
+            found[id(value)] = value
+    if not found:
+        raise InvalidWorkflowSource(
+            f"{filename} defines no workflow: decorate an async function with @workflow",
+            filename=filename,
+        )
+    by_ref: dict[WorkflowRef, Workflow] = {}
+    for item in found.values():
+        if item.ref in by_ref:
+            raise InvalidWorkflowSource(
+                f"{filename} defines workflow '{item.ref}' twice", filename=filename, ref=str(item.ref)
+            )
+        by_ref[item.ref] = item
+    return [by_ref[ref] for ref in sorted(by_ref)]
+
+
+def _prepare_tasks(module: types.ModuleType) -> None:
+    # Return types resolve through the module's namespace, which is reachable only now.
+    for value in vars(module).values():
+        if isinstance(value, Task) and value.function.__module__ == module.__name__:
+            task_return_type(value)
+
+
+def task_return_type(task: Task) -> Any:
+    """A task's declared return type (used to rebuild logged results on replay), memoised."""
+    try:
+        return task.__dict__["_flux_return_type"]
+    except KeyError:
+        found = inputs.return_type(task.function)
+        task.__dict__["_flux_return_type"] = found
+        return found
+
+
+def _describe(item: Workflow, module: types.ModuleType, source: str) -> LoadedWorkflow:
+    try:
+        tp = inputs.input_type(item.function)
+        schema = inputs.input_schema(tp)
+    except Exception as exc:
+        raise InvalidWorkflowSource(
+            f"workflow '{item.ref}': cannot build a schema for its input type: {exc}",
+            ref=str(item.ref),
+        ) from None
+    return LoadedWorkflow(
+        ref=item.ref,
+        function=item.function,
+        input_type=tp,
+        input_schema=schema,
+        description=item.description,
+        source=source,
+        source_hash=source_hash(source, item.ref),
+        module=module,
+    )
+
+
+class WorkflowLoader:
+    """Loaded workflows cached by (ref, version, source hash); user code loads in a thread, once
+    per key however many callers ask at the same time."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._max = max_entries
+        self._cache: OrderedDict[tuple[WorkflowRef, int, str], LoadedWorkflow] = OrderedDict()
+        self._loading: dict[tuple[WorkflowRef, int, str], asyncio.Future[LoadedWorkflow]] = {}
+
+    def cached(self, version: WorkflowVersion) -> LoadedWorkflow | None:
+        key = (version.info.ref, version.info.version, version.source_hash)
+        found = self._cache.get(key)
+        if found is not None:
+            self._cache.move_to_end(key)
+        return found
+
+    async def load(self, version: WorkflowVersion) -> LoadedWorkflow:
+        found = self.cached(version)
+        if found is not None:
+            return found
+        key = (version.info.ref, version.info.version, version.source_hash)
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[LoadedWorkflow] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            loaded = await asyncio.to_thread(_load_one, version)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            raise
+        else:
+            future.set_result(loaded)
+            self._cache[key] = loaded
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+            return loaded
+        finally:
+            self._loading.pop(key, None)
+
+
+def _load_one(version: WorkflowVersion) -> LoadedWorkflow:
+    ref = version.info.ref
+    filename = f"<{ref} v{version.info.version}>"
+    for loaded in load_workflows(version.source, filename):
+        if loaded.ref == ref:
+            return loaded
+    raise InvalidWorkflowSource(
+        f"the stored source of '{ref}' v{version.info.version} no longer defines it", ref=str(ref)
+    )

@@ -1,0 +1,147 @@
+"""Real `flux` processes on 127.0.0.1 for end-to-end tests: started, awaited and ended by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def flux_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "adapters.cli", *args]
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class FluxProcess:
+    """One `flux` process we started; only ever ended through its own PID."""
+
+    def __init__(self, args: list[str], cwd: Path, port: int, env: dict[str, str] | None = None):
+        self.args, self.cwd, self.port, self.env = args, cwd, port, env
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = cwd / f"flux-{port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> FluxProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self.proc = subprocess.Popen(
+            flux_command(*self.args),
+            cwd=self.cwd,
+            env=child_env(self.env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"process exited early:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as answer:
+                    if answer.status < 500:
+                        return
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or exc.code == 503:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.args} did not answer /health in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_server(cwd: Path, port: int | None = None, env: dict[str, str] | None = None) -> FluxProcess:
+    port = port or free_port()
+    return FluxProcess(
+        ["start", "server", "--host", "127.0.0.1", "--port", str(port)], cwd, port, env
+    ).start()
+
+
+def start_standalone(
+    cwd: Path, service: str, server_url: str, *extra: str, port: int | None = None
+) -> FluxProcess:
+    port = port or free_port()
+    args = ["service", "start", service, "--host", "127.0.0.1", "--port", str(port)]
+    return FluxProcess([*args, "--server-url", server_url, *extra], cwd, port).start()
+
+
+def http(
+    method: str, url: str, body: Any = None, *, raw: bytes | None = None,
+    headers: dict[str, str] | None = None, timeout: float = 30.0,
+) -> tuple[int, Any]:
+    """A blocking HTTP call for tests: (status, parsed JSON or text)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            status, payload, ctype = answer.status, answer.read(), answer.headers.get_content_type()
+    except urllib.error.HTTPError as exc:
+        status, payload, ctype = exc.code, exc.read(), exc.headers.get_content_type()
+    text = payload.decode(errors="replace")
+    if ctype == "application/json":
+        return status, json.loads(text)
+    return status, text
+
+
+def register_file(server_url: str, path: Path) -> tuple[int, Any]:
+    return http(
+        "POST",
+        f"{server_url}/workflows?filename={path.name}",
+        raw=path.read_bytes(),
+        headers={"Content-Type": "text/x-python"},
+    )
+
+
+def register_source(server_url: str, source: str, filename: str = "wf.py") -> tuple[int, Any]:
+    return http(
+        "POST",
+        f"{server_url}/workflows?filename={filename}",
+        raw=source.encode(),
+        headers={"Content-Type": "text/x-python"},
+    )
