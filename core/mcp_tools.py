@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from attrs import field, frozen
 
+from core.endpoint_cache import RESERVED_ROUTES
 from core.errors import InputValidationError
 from core.model import Endpoint, Resolution
 
@@ -111,18 +112,21 @@ def find_tool(specs: Iterable[ToolSpec], name: str) -> ToolSpec | None:
 
 
 def mcp_info(resolution: Resolution, mcp_url: str) -> dict[str, Any]:
-    """The body of `GET /services/{name}/mcp`: what a standalone process serves at `mcp_url`."""
+    """The body of `GET /services/{name}/mcp`: what a standalone process serves at `mcp_url`.
+    Endpoints named like the process's own routes are not served there, so they get no tools."""
+    endpoints = [e for e in resolution.endpoints if e.name not in RESERVED_ROUTES]
     return {
         "service": resolution.service.name,
         "mcp_url": mcp_url,
         "tools": [
             {"name": spec.name, "description": spec.description, "input_schema": spec.input_schema}
-            for spec in tools_for(resolution.endpoints)
+            for spec in tools_for(endpoints)
         ],
         "tool_clashes": [
             {"name": clash.name, "workflows": list(clash.workflows)}
-            for clash in tool_clashes(resolution.endpoints)
+            for clash in tool_clashes(endpoints)
         ],
+        "reserved": sorted(e.name for e in resolution.endpoints if e.name in RESERVED_ROUTES),
     }
 
 

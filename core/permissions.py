@@ -21,7 +21,7 @@ ADMIN = "admin"
 ANY = "*"
 
 # Whitespace and commas would make a permission ambiguous in claims and config lists.
-_PERMISSION = re.compile(r"^[^\s,:]+(:[^\s,:]+)*$")
+_PERMISSION = re.compile(r"[^\s,:]+(?::[^\s,:]+)*")
 
 
 def _permission_set(values: Iterable[str]) -> frozenset[str]:
@@ -45,7 +45,7 @@ def run_permission(ref: WorkflowRef) -> str:
 
 def validate_permission(text: object) -> str:
     """Refuse empty permissions, whitespace, commas and empty segments (e.g. `a::b`)."""
-    if not isinstance(text, str) or not _PERMISSION.match(text):
+    if not isinstance(text, str) or not _PERMISSION.fullmatch(text):
         raise InvalidRequest(
             f"invalid permission {text!r}: use colon-separated segments without spaces or "
             "commas, e.g. 'workflow:billing:*' or 'admin'"
@@ -114,4 +114,4 @@ def permissions_from_claims(
     if roles_claim and role_permissions:
         for role in _strings(_claim(claims, roles_claim)):
             found.update(_strings(role_permissions.get(role)))
-    return frozenset(p for p in found if _PERMISSION.match(p))
+    return frozenset(p for p in found if _PERMISSION.fullmatch(p))

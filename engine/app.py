@@ -13,15 +13,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.errors import (
-    EndpointNotFound,
     ExecutionNotFound,
-    NameCollision,
     ServiceNotFound,
     WorkflowNotFound,
 )
 from core.model import (
     CatalogSnapshot,
-    Collision,
     Endpoint,
     Execution,
     Resolution,
@@ -30,7 +27,7 @@ from core.model import (
     WorkflowRef,
     WorkflowVersion,
 )
-from core.resolve import resolve
+from core.resolve import find_endpoint, resolve
 from core.services import ServiceUpdate, apply_update
 from engine.registration import load_workflows
 from engine.runtime import Runtime
@@ -69,7 +66,9 @@ class FluxApp:
             raise WorkflowNotFound(f"{what} is not registered", ref=str(ref))
         return deleted
 
-    async def workflow_version(self, ref: WorkflowRef, version: int | None = None) -> WorkflowVersion:
+    async def workflow_version(
+        self, ref: WorkflowRef, version: int | None = None
+    ) -> WorkflowVersion:
         found = await self.catalog.get(ref, version)
         if found is None:
             what = f"version {version} of workflow '{ref}'" if version else f"workflow '{ref}'"
@@ -116,19 +115,7 @@ class FluxApp:
         return found
 
     async def endpoint(self, service: str, workflow: str) -> Endpoint:
-        found = (await self.resolution(service)).lookup(workflow)
-        if isinstance(found, Collision):
-            raise NameCollision(
-                f"endpoint '{workflow}' of service '{service}' is ambiguous: it exists in "
-                f"namespaces {', '.join(found.namespaces)}; exclude all but one",
-                namespaces=list(found.namespaces),
-                refs=[str(ref) for ref in found.refs],
-            )
-        if found is None:
-            raise EndpointNotFound(
-                f"service '{service}' has no endpoint '{workflow}'", service=service, workflow=workflow
-            )
-        return found
+        return find_endpoint(await self.resolution(service), workflow)
 
     async def _current_snapshot(self) -> CatalogSnapshot:
         revision = await self.catalog.revision()

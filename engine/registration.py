@@ -185,8 +185,11 @@ class WorkflowLoader:
         try:
             loaded = await asyncio.to_thread(_load_one, version)
         except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # retrieved: no warning when nobody else was waiting
             raise
         else:
             future.set_result(loaded)

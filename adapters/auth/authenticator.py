@@ -36,6 +36,7 @@ class _AuthSettings(Protocol):
     oidc: _OidcSettings
 
 
+_PRINCIPAL = web.RequestKey("flux_principal", Principal)
 OPEN = Principal(subject="anonymous", permissions=frozenset({ANY}), via="open")
 
 
@@ -139,7 +140,6 @@ def verifier_from_settings(settings: Any, **options: Any) -> JwtVerifier | None:
 # -- aiohttp ------------------------------------------------------------------------------
 
 AUTHENTICATOR = web.AppKey("flux_authenticator", Authenticator)
-_PRINCIPAL = "flux_principal"
 
 
 def install_authenticator(app: web.Application, authenticator: Authenticator) -> None:

@@ -174,12 +174,12 @@ def setup_mcp_auth(
     Give `options` (a `StandaloneOptions`) or an explicit `resource`; the verifier is built from
     the resource unless given, and is closed with the app.
     """
+    if resource is None and options is not None:
+        resource = protected_resource(options)
     if resource is None:
-        resource = protected_resource(options) if options is not None else None
-        if resource is None:
-            return None
-        if scopes_supported:
-            resource = evolve(resource, scopes_supported=tuple(scopes_supported))
+        return None
+    if scopes_supported:
+        resource = evolve(resource, scopes_supported=tuple(scopes_supported))
     install_resource_metadata(app, resource)
     guard = McpAuth(
         resource, verifier or JwtVerifier(resource.issuer, resource.audience, resource.jwks_uri)

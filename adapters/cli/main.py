@@ -260,9 +260,7 @@ def workflow_delete(session: Session, ref: str, version: int | None, yes: bool) 
     parsed = _ref(ref)
     what = f"{parsed} v{version}" if version else f"every version of {parsed}"
     _confirm(what, yes)
-    response = session.client.request(
-        "DELETE", _workflow_path(parsed), params={"version": version}
-    )
+    response = session.client.request("DELETE", _workflow_path(parsed), params={"version": version})
     count = response.body.get("deleted") if isinstance(response.body, dict) else None
     session.emit(response.body, lambda _: f"Deleted {count} version(s) of {parsed}.")
 
@@ -360,9 +358,7 @@ def workflow_resume(
 @client_command
 def workflow_status(session: Session, ref: str, execution_id: str) -> None:
     """Show an execution's state and output."""
-    response = session.client.request(
-        "GET", _workflow_path(_ref(ref), "status", execution_id)
-    )
+    response = session.client.request("GET", _workflow_path(_ref(ref), "status", execution_id))
     session.emit(response.body, render.execution)
 
 
@@ -442,9 +438,7 @@ service.command("add", help="Add namespace or workflow selectors to service NAME
     click.argument("name")(NAMESPACE_OPT(WORKFLOW_OPT(client_command(_selector_change("add")))))
 )
 service.command("remove", help="Remove namespace or workflow selectors from service NAME.")(
-    click.argument("name")(
-        NAMESPACE_OPT(WORKFLOW_OPT(client_command(_selector_change("remove"))))
-    )
+    click.argument("name")(NAMESPACE_OPT(WORKFLOW_OPT(client_command(_selector_change("remove")))))
 )
 
 

@@ -20,9 +20,13 @@ def compact(value: Any) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [["-" if c in (None, "") else str(c) for c in r] for r in rows]
+    cells = [[str(h) for h in headers]] + [
+        ["-" if c in (None, "") else str(c) for c in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
     return "\n".join(lines)
 
 
@@ -99,9 +103,7 @@ def workflow_list(body: Mapping[str, Any]) -> str:
     workflows = body.get("workflows") or []
     if not workflows:
         return "No workflows."
-    rows = [
-        (w.get("ref"), w.get("version"), _first_line(w.get("description"))) for w in workflows
-    ]
+    rows = [(w.get("ref"), w.get("version"), _first_line(w.get("description"))) for w in workflows]
     return table(("REF", "VERSION", "DESCRIPTION"), rows)
 
 

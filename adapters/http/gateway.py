@@ -146,7 +146,7 @@ class HttpServiceGateway:
         except TimeoutError as exc:
             raise _timeout() from exc
         except aiohttp.ClientError as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, self.server_url) from exc
         if status == 200 and isinstance(payload, dict):
             try:
                 return service_endpoints_from_json(self.service_name, payload)
@@ -224,7 +224,7 @@ class HttpServiceGateway:
             except TimeoutError as exc:
                 raise _timeout() from exc
             except aiohttp.ClientError as exc:
-                raise _unavailable(exc) from exc
+                raise _unavailable(exc, self.server_url) from exc
         except errors.FluxError as error:
             return status_for(error), error_body(error)
         return status, rewrite_urls(payload, workflow)
@@ -258,7 +258,7 @@ class HttpServiceGateway:
         except TimeoutError as exc:
             raise _timeout() from exc
         except aiohttp.ClientError as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc, self.server_url) from exc
         try:
             content_type = upstream.headers.get("Content-Type", "")
             if content_type.startswith("text/event-stream"):
@@ -286,7 +286,7 @@ async def _relay_whole(
     except TimeoutError as exc:
         raise _timeout() from exc
     except aiohttp.ClientError as exc:
-        raise _unavailable(exc) from exc
+        raise _unavailable(exc, str(upstream.url.origin())) from exc
     if upstream.content_type == "application/json" and b"_url" in raw:
         try:
             parsed = json.loads(raw)
@@ -310,7 +310,7 @@ async def _relay_stream(
             events, buffer = _split_events(buffer)
             if events:
                 await response.write(b"".join(_rewrite_event(e, workflow) for e in events))
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         # Headers are gone already: the best left is to say so in the stream itself.
         failure = errors.UpstreamUnavailable("the Flux server closed the stream early")
         await response.write(_sse("error", error_body(failure)))
@@ -400,9 +400,9 @@ def _message(payload: Any, default: str) -> str:
     return default
 
 
-def _unavailable(exc: Exception) -> errors.UpstreamUnavailable:
+def _unavailable(exc: Exception, server_url: str) -> errors.UpstreamUnavailable:
     return errors.UpstreamUnavailable(
-        f"the Flux server is not reachable: {exc.__class__.__name__}"
+        f"the Flux server at {server_url} is not reachable ({exc.__class__.__name__})"
     )
 
 

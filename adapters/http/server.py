@@ -26,8 +26,8 @@ from core.errors import FluxError, InvalidRequest, NotFound, PayloadTooLarge
 from core.mcp_tools import mcp_info
 from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef
 from core.openapi import service_openapi
-from core.responses import detailed_body, error_body, shape_execution
-from core.services import new_service, parse_service_update
+from core.responses import detailed_body, error_body, event_payload, shape_execution, sse_message
+from core.services import parse_new_service, parse_service_update
 from engine.app import FluxApp, refs_of
 
 log = logging.getLogger("flux.server")
@@ -119,8 +119,11 @@ class Routes:
 
     async def health(self, request: web.Request) -> web.Response:
         reachable = await self.storage_ping()
-        body = {"status": "ok" if reachable else "degraded", "version": VERSION,
-                "database": "ok" if reachable else "unreachable"}
+        body = {
+            "status": "ok" if reachable else "degraded",
+            "version": VERSION,
+            "database": "ok" if reachable else "unreachable",
+        }
         return json_response(body, 200 if reachable else 503)
 
     # -- workflows -----------------------------------------------------------------------------
@@ -193,16 +196,8 @@ class Routes:
 
     async def create_service(self, request: web.Request) -> web.Response:
         await self._admin(request)
-        body = await parse.read_json_object(request, self.limits.max_body_bytes)
-        unknown = set(body) - {"name", "namespaces", "workflows", "exclusions", "mcp_enabled"}
-        if unknown:
-            raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-        service = new_service(
-            body.get("name"),
-            namespaces=_str_list(body, "namespaces"),
-            workflows=_str_list(body, "workflows"),
-            exclusions=_str_list(body, "exclusions"),
-            mcp_enabled=_bool(body, "mcp_enabled"),
+        service = parse_new_service(
+            await parse.read_json(request, self.limits.max_body_bytes, required=True)
         )
         resolution = await self.app.create_service(service)
         return json_response(service_json(resolution.service, resolution), 201)
@@ -286,8 +281,9 @@ class Routes:
             return await self._stream(request, execution, prefix)
         if mode == "async":
             execution = await runtime.start(version, body)
-            return json_response(*_swap(shape_execution(execution, kind="async", detailed=True,
-                                                         url_prefix=prefix)))
+            return json_response(
+                *_swap(shape_execution(execution, kind="async", detailed=True, url_prefix=prefix))
+            )
         execution = await runtime.run(version, body)
         return json_response(
             *_swap(shape_execution(execution, kind="run", detailed=detailed, url_prefix=prefix))
@@ -308,8 +304,9 @@ class Routes:
             return await self._stream(request, execution, prefix)
         if mode == "async":
             execution = await runtime.resume(execution_id, body, wait=False)
-            return json_response(*_swap(shape_execution(execution, kind="async", detailed=True,
-                                                         url_prefix=prefix)))
+            return json_response(
+                *_swap(shape_execution(execution, kind="async", detailed=True, url_prefix=prefix))
+            )
         execution = await runtime.resume(execution_id, body, wait=True)
         return json_response(
             *_swap(shape_execution(execution, kind="resume", detailed=detailed, url_prefix=prefix))
@@ -333,15 +330,11 @@ class Routes:
         await response.prepare(request)
         async for item in self.app.runtime.watch(execution.execution_id):
             if isinstance(item, ExecutionEvent):
-                event, data = str(item.kind), {
-                    "execution_id": item.execution_id,
-                    "key": item.key,
-                    "value": item.value,
-                }
+                message = sse_message(str(item.kind), event_payload(item))
             else:
-                event, data = "state", detailed_body(item, prefix)
+                message = sse_message("state", detailed_body(item, prefix))
             try:
-                await response.write(f"event: {event}\ndata: {dumps(data)}\n\n".encode())
+                await response.write(message.encode())
             except (ConnectionResetError, RuntimeError):
                 # The caller went away; the execution goes on regardless.
                 break
@@ -378,17 +371,3 @@ def _decode_source(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest("the uploaded module is not UTF-8 text") from None
-
-
-def _str_list(body: dict[str, Any], key: str) -> tuple[str, ...]:
-    value = body.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise InvalidRequest(f"field {key!r} must be a list of strings")
-    return tuple(value)
-
-
-def _bool(body: dict[str, Any], key: str) -> bool:
-    value = body.get(key, False)
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"field {key!r} must be true or false")
-    return value

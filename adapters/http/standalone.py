@@ -216,9 +216,7 @@ async def _health(request: web.Request) -> web.Response:
         except (errors.FluxError, TimeoutError):
             return gateway.cache.data
 
-    reachable, data = await asyncio.gather(
-        gateway.server_reachable(_HEALTH_TIMEOUT), endpoints()
-    )
+    reachable, data = await asyncio.gather(gateway.server_reachable(_HEALTH_TIMEOUT), endpoints())
     healthy = reachable and (data is None or data.exists)
     age = gateway.cache.age()
     body = {

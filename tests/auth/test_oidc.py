@@ -204,5 +204,9 @@ async def test_verify_token_gives_the_sdk_access_token(idp, make_verifier):
     token = idp.token(sub="bob", scope="read write", azp="client-9")
     access = await verifier.verify_token(token)
     assert access is not None
-    assert (access.subject, access.client_id, access.scopes) == ("bob", "client-9", ["read", "write"])
+    assert (access.subject, access.client_id, access.scopes) == (
+        "bob",
+        "client-9",
+        ["read", "write"],
+    )
     assert await verifier.verify_token(idp.token(aud="other")) is None

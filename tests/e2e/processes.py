@@ -145,3 +145,13 @@ def register_source(server_url: str, source: str, filename: str = "wf.py") -> tu
         raw=source.encode(),
         headers={"Content-Type": "text/x-python"},
     )
+
+
+def until(predicate: Any, timeout: float, step: float = 0.05) -> Any:
+    """Poll `predicate` until it returns a truthy value or `timeout` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)

@@ -7,10 +7,12 @@ counts what reaches it. Second half: real processes (`flux start server`, `flux 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import socket
+import time
 from collections import Counter
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
@@ -20,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.config import Settings, StandaloneOptions
 from adapters.http.standalone import GATEWAY, build_standalone_app
+from tests.e2e import processes
 
 SERVICE = "billing"
 
@@ -60,8 +63,11 @@ class FakeServer:
         self.url = f"http://127.0.0.1:{port}"
         self.names = ["invoice", "approve", "boom", "slow", "echo", "ticker", "health"]
         self.collisions = [
-            {"name": "process", "refs": ["analytics/process", "billing/process"],
-             "namespaces": ["analytics", "billing"]}
+            {
+                "name": "process",
+                "refs": ["analytics/process", "billing/process"],
+                "namespaces": ["analytics", "billing"],
+            }
         ]
         self.counts: Counter[str] = Counter()
         self.seen: dict[str, dict[str, Any]] = {}
@@ -78,7 +84,9 @@ class FakeServer:
         app.router.add_get("/services/{service}", self.show)
         app.router.add_post("/services/{service}/{workflow}", self.call)
         app.router.add_post("/services/{service}/{workflow}/resume/{execution_id}", self.resume)
-        app.router.add_post("/services/{service}/{workflow}/resume/{execution_id}/{mode}", self.resume)
+        app.router.add_post(
+            "/services/{service}/{workflow}/resume/{execution_id}/{mode}", self.resume
+        )
         app.router.add_get("/services/{service}/{workflow}/status/{execution_id}", self.status)
         app.router.add_post("/services/{service}/{workflow}/{mode}", self.call)
         return app
@@ -152,8 +160,11 @@ class FakeServer:
             return web.json_response(shape, status=500)
         if isinstance(body, dict) and "amount" in body and not isinstance(body["amount"], int):
             return web.json_response(
-                {"error": "invalid_input", "message": "bad input",
-                 "errors": [{"loc": ["amount"], "msg": "not an int", "type": "int_type"}]},
+                {
+                    "error": "invalid_input",
+                    "message": "bad input",
+                    "errors": [{"loc": ["amount"], "msg": "not an int", "type": "int_type"}],
+                },
                 status=422,
             )
         output = {"total": (body or {}).get("amount", 0) * 2}
@@ -370,7 +381,9 @@ async def test_the_refresh_carries_the_callers_authorization(client, upstream, c
     await client.post("/invoice", json={})
     clock.now += 61  # expired: the next call refreshes with its caller's credentials
     await client.post("/invoice", json={}, headers={"Authorization": "Bearer caller-token"})
-    assert upstream.seen[f"/services/{SERVICE}"]["headers"]["Authorization"] == "Bearer caller-token"
+    assert (
+        upstream.seen[f"/services/{SERVICE}"]["headers"]["Authorization"] == "Bearer caller-token"
+    )
 
 
 async def test_stream_mode_is_relayed_as_it_comes_with_the_last_url_rewritten(client, upstream):
@@ -389,8 +402,11 @@ async def test_stream_mode_is_relayed_as_it_comes_with_the_last_url_rewritten(cl
 
 async def test_a_body_over_the_limit_is_413_json(make_client, upstream):
     small = await make_client(max_body=1000)
-    answer = await small.post("/invoice", data=b'{"x": "' + b"a" * 5000 + b'"}',
-                              headers={"Content-Type": "application/json"})
+    answer = await small.post(
+        "/invoice",
+        data=b'{"x": "' + b"a" * 5000 + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
     assert answer.status == 413
     assert (await answer.json())["error"] == "payload_too_large"
     assert upstream.counts[f"POST /services/{SERVICE}/invoice"] == 0
@@ -428,7 +444,9 @@ async def test_the_endpoint_list_expires_after_the_ttl(client, upstream, clock):
     assert gone.status == 404
 
 
-async def test_a_workflow_registered_after_start_is_found_on_the_first_miss(client, upstream, clock):
+async def test_a_workflow_registered_after_start_is_found_on_the_first_miss(
+    client, upstream, clock
+):
     assert (await client.post("/invoice", json={})).status == 200
     fetches = upstream.service_fetches()
     upstream.names.append("refund")
@@ -486,8 +504,9 @@ async def test_the_gateway_call_gives_detailed_bodies_with_local_urls(client, up
     assert upstream.seen[f"/services/{SERVICE}/invoice"]["query"] == "detailed=true"
     status, body = await gateway.call("approve", "run", body={})
     assert status == 202 and body["resume_url"] == "/approve/resume/ex-pause"
-    status, body = await gateway.call("approve", "resume", body={"approved": 1},
-                                      execution_id="ex-pause")
+    status, body = await gateway.call(
+        "approve", "resume", body={"approved": 1}, execution_id="ex-pause"
+    )
     assert status == 200 and body["output"] == {"approved": 1}
     status, body = await gateway.call("approve", "status", execution_id="ex-pause")
     assert status == 200 and body["resume_url"] == "/approve/resume/ex-pause"
@@ -507,3 +526,266 @@ async def test_the_process_uses_an_injected_session_and_leaves_it_open(upstream)
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             assert (await client.post("/invoice", json={"amount": 1})).status == 200
         assert not session.closed
+
+
+# ---------------------------------------------------------------------------------------------
+# Real processes: `flux start server` and `flux service start`, talking HTTP on 127.0.0.1.
+
+
+def _server_ready() -> bool:
+    try:
+        return hasattr(importlib.import_module("adapters.http.server"), "serve")
+    except ImportError:
+        return False
+
+
+real = pytest.mark.skipif(not _server_ready(), reason="the main server is not built yet")
+
+BILLING = '''
+from pydantic import BaseModel
+
+from flux import ExecutionContext, task, workflow
+from flux.tasks import pause
+
+
+class InvoiceInput(BaseModel):
+    customer_id: str
+    amount: float
+
+
+@task
+async def price(amount: float) -> float:
+    return amount * 2
+
+
+@workflow.with_options(namespace="billing")
+async def invoice(ctx: ExecutionContext[InvoiceInput]):
+    """Bill a customer."""
+    total = await price(ctx.input.amount)
+    return {"customer": ctx.input.customer_id, "total": total}
+
+
+@workflow.with_options(namespace="billing")
+async def approve(ctx: ExecutionContext):
+    answer = await pause("approval")
+    return {"approved": answer}
+
+
+@workflow.with_options(namespace="billing")
+async def boom(ctx: ExecutionContext):
+    raise ValueError("boom")
+
+
+@workflow.with_options(namespace="billing")
+async def health(ctx: ExecutionContext):
+    return "clashes with the process's own /health"
+
+
+@workflow.with_options(namespace="billing")
+async def process(ctx: ExecutionContext):
+    return "billing"
+'''
+
+ANALYTICS = """
+from flux import ExecutionContext, workflow
+
+
+@workflow.with_options(namespace="analytics")
+async def process(ctx: ExecutionContext):
+    return "analytics"
+"""
+
+REFUND = """
+from flux import ExecutionContext, workflow
+
+
+@workflow.with_options(namespace="billing")
+async def refund(ctx: ExecutionContext):
+    return {"refunded": ctx.input}
+"""
+
+
+def _until(predicate, timeout: float, step: float = 0.1):
+    """Poll `predicate` until it returns a truthy value; bounded in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def _setup_service(server_url: str) -> None:
+    for name, source in (("billing.py", BILLING), ("analytics.py", ANALYTICS)):
+        status, body = processes.register_source(server_url, source, name)
+        assert status == 201, body
+    status, body = processes.http(
+        "POST",
+        f"{server_url}/services",
+        {"name": SERVICE, "namespaces": ["billing", "analytics"]},
+    )
+    assert status == 201, body
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("standalone-live")
+    server = processes.start_server(cwd)
+    standalone = None
+    try:
+        _setup_service(server.url)
+        standalone = processes.start_standalone(
+            cwd, SERVICE, server.url, "--cache-ttl", "1", "--upstream-timeout", "20"
+        )
+        yield server, standalone
+    finally:
+        if standalone is not None:
+            standalone.stop()
+        server.stop()
+
+
+@real
+def test_live_runs_through_every_root_route(live):
+    _, sa = live
+    status, body = processes.http("POST", f"{sa.url}/invoice", {"customer_id": "C1", "amount": 2})
+    assert (status, body) == (200, {"customer": "C1", "total": 4.0})
+
+    status, body = processes.http(
+        "POST", f"{sa.url}/invoice/sync?detailed=true", {"customer_id": "C1", "amount": 1}
+    )
+    assert status == 200 and body["state"] == "COMPLETED" and body["workflow"] == "invoice"
+
+    status, body = processes.http(
+        "POST", f"{sa.url}/invoice/async", {"customer_id": "C", "amount": 1}
+    )
+    assert status == 202
+    execution_id = body["execution_id"]
+    assert body["status_url"] == f"/invoice/status/{execution_id}"
+    done = _until(
+        lambda: (
+            (s := processes.http("GET", sa.url + body["status_url"]))[1].get("state") == "COMPLETED"
+            and s
+        ),
+        10,
+    )
+    assert done and done[1]["output"] == {"customer": "C", "total": 2.0}
+
+    status, paused = processes.http("POST", f"{sa.url}/approve", {})
+    assert status == 202 and paused["state"] == "PAUSED"
+    assert paused["resume_url"] == f"/approve/resume/{paused['execution_id']}"
+    status, body = processes.http("GET", f"{sa.url}/approve/status/{paused['execution_id']}")
+    assert status == 200 and body["resume_url"] == paused["resume_url"]
+    status, body = processes.http("POST", sa.url + paused["resume_url"], {"ok": True})
+    assert (status, body) == (200, {"approved": {"ok": True}})
+    status, body = processes.http("POST", sa.url + paused["resume_url"], {"ok": True})
+    assert status == 409  # not paused any more
+
+    status, paused = processes.http("POST", f"{sa.url}/approve", {})
+    status, body = processes.http(
+        "POST", f"{sa.url}/approve/resume/{paused['execution_id']}/async", {"ok": 1}
+    )
+    assert status == 202 and body["status_url"] == f"/approve/status/{paused['execution_id']}"
+
+
+@real
+def test_live_errors_keep_their_status_and_shape(live):
+    _, sa = live
+    status, body = processes.http("POST", f"{sa.url}/boom", {})
+    assert status == 500 and body["state"] == "FAILED" and body["error"]["type"] == "ValueError"
+    status, body = processes.http("POST", f"{sa.url}/invoice", {"customer_id": "C"})
+    assert status == 422 and body["errors"]
+    status, body = processes.http("POST", f"{sa.url}/invoice", raw=b"{nope")
+    assert status == 400 and "error" in body
+    status, body = processes.http("POST", f"{sa.url}/invoice/sideways", {})
+    assert status == 400
+    status, body = processes.http("POST", f"{sa.url}/invoice", raw=b'"' + b"a" * (2 << 20) + b'"')
+    assert status == 413 and body["error"] == "payload_too_large"
+    status, body = processes.http("GET", f"{sa.url}/invoice/status/unknown-id")
+    assert status == 404
+    status, body = processes.http("POST", f"{sa.url}/nope", {})
+    assert status == 404 and body["error"] == "endpoint_not_found"
+    status, body = processes.http("POST", f"{sa.url}/process", {})
+    assert status == 409 and sorted(body["namespaces"]) == ["analytics", "billing"]
+    status, body = processes.http("POST", f"{sa.url}/health", {})
+    assert status == 404
+
+
+@real
+def test_live_stream_ends_with_the_final_shape_and_local_urls(live):
+    _, sa = live
+    status, text = processes.http("POST", f"{sa.url}/approve/stream", {})
+    assert status == 200
+    data = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+    assert data[-1]["state"] == "PAUSED"
+    assert data[-1]["resume_url"] == f"/approve/resume/{data[-1]['execution_id']}"
+
+
+@real
+def test_live_health_and_start_log(live):
+    _, sa = live
+    status, body = processes.http("GET", f"{sa.url}/health")
+    assert status == 200 and body["status"] == "ok" and body["service"] == SERVICE
+    assert body["server"]["reachable"] is True
+    assert body["endpoints"] >= 3 and body["cache_age"] is not None
+    assert "health" in sa.log()  # the clash with the process's own route was reported
+
+
+@real
+def test_live_discovery_and_exclusion_follow_the_catalog(live):
+    server, sa = live
+    status, _ = processes.http("POST", f"{sa.url}/refund", {})
+    assert status == 404
+    assert processes.register_source(server.url, REFUND, "refund.py")[0] == 201
+    # the negative entry for `refund` lasts at most min(ttl, 2 s)
+    found = _until(lambda: processes.http("POST", f"{sa.url}/refund", 7)[0] == 200, 4)
+    assert found
+
+    status, body = processes.http(
+        "PUT", f"{server.url}/services/{SERVICE}", {"add_exclusions": ["billing/refund"]}
+    )
+    assert status == 200, body
+    excluded_at = time.monotonic()
+    gone = _until(lambda: processes.http("POST", f"{sa.url}/refund", 7)[0] == 404, 4, 0.05)
+    assert gone and time.monotonic() - excluded_at < 1.5  # within one TTL (1 s), plus slack
+
+
+@real
+def test_live_flood_of_unknown_names_is_answered(live):
+    _, sa = live
+
+    def call(index: int) -> int:
+        return processes.http("POST", f"{sa.url}/ghost", {}, timeout=20)[0]
+
+    with ThreadPoolExecutor(20) as pool:
+        statuses = list(pool.map(call, range(200)))
+    assert set(statuses) == {404}
+
+
+@real
+def test_live_server_down_is_503_and_service_resumes_when_it_is_back(tmp_path):
+    server = processes.start_server(tmp_path)
+    sa = None
+    try:
+        _setup_service(server.url)
+        sa = processes.start_standalone(
+            tmp_path, SERVICE, server.url, "--cache-ttl", "1", "--upstream-timeout", "5"
+        )
+        payload = {"customer_id": "C", "amount": 1}
+        assert processes.http("POST", f"{sa.url}/invoice", payload)[0] == 200
+
+        server.kill()
+        status, body = processes.http("POST", f"{sa.url}/invoice", payload)
+        assert status == 503 and body["error"] == "upstream_unavailable"
+        status, body = processes.http("GET", f"{sa.url}/health")
+        assert status == 503 and body["server"]["reachable"] is False
+
+        server = processes.start_server(tmp_path, port=server.port)
+        back = _until(
+            lambda: processes.http("POST", f"{sa.url}/invoice", payload)[0] == 200, 10, 0.2
+        )
+        assert back
+        assert processes.http("GET", f"{sa.url}/health")[1]["status"] == "ok"
+    finally:
+        if sa is not None:
+            sa.stop()
+        server.stop()

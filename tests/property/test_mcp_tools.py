@@ -270,7 +270,11 @@ def test_missing_and_unexpected_arguments_are_named():
 
 
 def test_clash_keeps_other_tools_and_is_reported_by_mcp_info():
-    endpoints = (Endpoint("x", info("x", None)), Endpoint("x_async", info("x_async", None)))
+    endpoints = (
+        Endpoint("health", info("health", None)),
+        Endpoint("x", info("x", None)),
+        Endpoint("x_async", info("x_async", None)),
+    )
     resolution = Resolution(ServiceDefinition("svc", namespaces=("ns",)), 1, endpoints)
     body = mcp_info(resolution, "http://127.0.0.1:9000/mcp")
     names = [tool["name"] for tool in body["tools"]]
@@ -280,6 +284,8 @@ def test_clash_keeps_other_tools_and_is_reported_by_mcp_info():
         {"name": "resume_x_async", "workflows": ["x", "x_async"]},
         {"name": "x_async", "workflows": ["x", "x_async"]},
     ]
+    assert body["reserved"] == ["health"]
+    assert not any("health" in name for name in names)
     assert body["service"] == "svc" and body["mcp_url"] == "http://127.0.0.1:9000/mcp"
     assert all(set(tool) == {"name", "description", "input_schema"} for tool in body["tools"])
 

@@ -129,9 +129,10 @@ def test_default_database_follows_the_working_directory(tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
-    assert load_settings({}, environ={}, cwd=one).database_url != load_settings(
-        {}, environ={}, cwd=two
-    ).database_url
+    assert (
+        load_settings({}, environ={}, cwd=one).database_url
+        != load_settings({}, environ={}, cwd=two).database_url
+    )
 
 
 def test_relative_sqlite_url_is_anchored_at_cwd(tmp_path: Path) -> None:

@@ -225,7 +225,9 @@ async def test_a_credential_error_of_one_caller_is_not_shared_with_another(clock
 async def test_collisions_and_reserved_names_are_told_apart(clock):
     server = FakeServer("invoice", "health")
     server.collisions = [
-        Collision("process", (WorkflowRef("analytics", "process"), WorkflowRef("billing", "process")))
+        Collision(
+            "process", (WorkflowRef("analytics", "process"), WorkflowRef("billing", "process"))
+        )
     ]
     cache = make(server, clock, ttl=60)
     collision = await cache.lookup("process")
@@ -269,7 +271,9 @@ def test_the_main_servers_service_body_is_read_into_core_values():
     assert data.endpoints == (
         Endpoint(
             "invoice",
-            WorkflowInfo(WorkflowRef("billing", "invoice"), 3, {"type": "object"}, "Bill a customer."),
+            WorkflowInfo(
+                WorkflowRef("billing", "invoice"), 3, {"type": "object"}, "Bill a customer."
+            ),
         ),
     )
     assert data.collisions[0].namespaces == ("analytics", "billing")

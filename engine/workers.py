@@ -1,0 +1,69 @@
+"""Worker threads, each running its own event loop, where workflow code runs.
+
+User code may block (time.sleep, CPU loops, sync clients). On a worker it stalls only the
+executions sharing that worker's loop, never the server's loop that answers HTTP and writes to
+the store. New executions go to the least busy worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Worker:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.active = 0  # executions assigned; read and written on the main loop only
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._main, name=f"flux-worker-{index}", daemon=True)
+        self.thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self) -> None:
+        if not self.loop.is_closed():
+            try:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            except RuntimeError:  # closed in between
+                pass
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            leftover = asyncio.all_tasks(self.loop)
+            for task in leftover:
+                task.cancel()
+            if leftover:
+                # Bounded: code that swallows cancellation must not hold the shutdown forever.
+                self.loop.run_until_complete(asyncio.wait(leftover, timeout=2))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+
+class WorkerPool:
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("workers must be >= 1")
+        self.workers = [Worker(i) for i in range(size)]
+
+    def pick(self) -> Worker:
+        return min(self.workers, key=lambda worker: worker.active)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+        def join() -> None:
+            for worker in self.workers:
+                worker.thread.join(timeout)
+
+        await asyncio.to_thread(join)
