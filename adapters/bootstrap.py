@@ -50,7 +50,7 @@ async def open_flux(settings: Settings) -> AsyncIterator[Flux]:
             found = await storage.catalog.get(ref, version)
             return None if found is None else await loader.load(found)
 
-        runtime = Runtime(storage.executions, load=load, workers=settings.workers)
+        runtime = Runtime(storage.executions, load=load, loader=loader, workers=settings.workers)
         try:
             await runtime.recover()
             auth = await build_auth(settings, storage)

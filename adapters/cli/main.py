@@ -193,7 +193,7 @@ def start_server(
         {"host": host, "port": port, "database_url": database_url, "workers": workers}
     )
     try:
-        from adapters.http.server import serve
+        from adapters.bootstrap import serve
     except ImportError as exc:
         raise CliError(f"the server is not available in this installation: {exc}") from None
     serve(settings)

@@ -65,6 +65,8 @@ class RecordedServer:
             (request.method, request.path),
             (404, {"error": "not_found", "message": f"nothing at {request.path}"}),
         )
+        if isinstance(body, str) and body.startswith("event:"):
+            return web.Response(text=body, status=status, content_type="text/event-stream")
         return web.json_response(body, status=status)
 
     def _run(self) -> None:
@@ -225,6 +227,43 @@ def test_selector_commands_send_the_update_fields(recorded: RecordedServer) -> N
         assert result.exit_code == 0, (args, result.stderr)
         assert json.loads(recorded.received[-1]["body"]) == expected, args
         assert "Service: billing" in result.stdout
+
+
+def test_stream_prints_each_event_and_fails_on_a_failed_end(recorded: RecordedServer) -> None:
+    final = {
+        "execution_id": "e1",
+        "state": "FAILED",
+        "output": None,
+        "namespace": "shop",
+        "workflow": "explode",
+        "error": {"type": "ValueError", "message": "boom"},
+    }
+    running = dict(final, state="RUNNING", error=None)
+    started = {"execution_id": "e1", "key": "price#0", "value": None}
+    recorded.answer(
+        "POST",
+        "/workflows/shop/explode/run/stream",
+        200,
+        f"event: state\ndata: {json.dumps(running)}\n\n"
+        f"event: task_started\ndata: {json.dumps(started)}\n\n"
+        f"event: state\ndata: {json.dumps(final)}\n\n",
+    )
+    args = ("workflow", "run", "shop/explode", '{"a": 1}', "--mode", "stream")
+    result = invoke(*args, "--server-url", recorded.url)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[:3] == [
+        "[state] RUNNING",
+        "[task_started] price#0",
+        "[state] FAILED",
+    ]
+    assert "Error: ValueError: boom" in result.stdout
+    assert one_error_line(result) == "error: execution e1 failed: ValueError: boom (200)"
+    assert json.loads(recorded.received[-1]["body"]) == {"a": 1}
+
+    as_json = invoke(*args, "--server-url", recorded.url, "--format", "json")
+    events = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["state", "task_started", "state"]
+    assert events[-1]["data"] == final
 
 
 def test_api_key_is_sent_as_bearer_token(recorded: RecordedServer) -> None:

@@ -1,0 +1,23 @@
+"""Side effects shared between tests and the workflow modules they register (which load as
+fresh modules, so they cannot hold a counter the test could read)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+counts: Counter[str] = Counter()
+flags: dict[str, bool] = {}
+_lock = threading.Lock()
+
+
+def bump(name: str) -> int:
+    with _lock:
+        counts[name] += 1
+        return counts[name]
+
+
+def reset() -> None:
+    with _lock:
+        counts.clear()
+        flags.clear()
