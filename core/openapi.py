@@ -87,9 +87,7 @@ _RESPONSES: dict[str, Any] = {
     "Accepted": _json(_DETAILS, "Started in the background: poll `status_url`."),
     "Failed": _json(_DETAILS, "The workflow failed: details with `error`."),
     "BadRequest": _json(_ref("schemas", "Error"), "Malformed JSON or unknown mode."),
-    "NotFound": _json(
-        _ref("schemas", "Error"), "Unknown service, endpoint, execution or version."
-    ),
+    "NotFound": _json(_ref("schemas", "Error"), "Unknown service, endpoint, execution or version."),
     "Conflict": _json(
         _ref("schemas", "Error"),
         "The name is ambiguous across namespaces (with `namespaces`), or the execution is "
@@ -229,7 +227,11 @@ def _endpoint_paths(endpoint: Endpoint, input_schema: Any) -> dict[str, Any]:
     paths: dict[str, Any] = {
         f"/{name}": {
             "post": operation(
-                f"run_{name}", f"Run {name} and wait", input_body, run_responses("sync", False), query
+                f"run_{name}",
+                f"Run {name} and wait",
+                input_body,
+                run_responses("sync", False),
+                query,
             )
         },
         f"/{name}/resume/{{execution_id}}": {

@@ -259,7 +259,7 @@ async def test_the_workflow_routes_still_work_next_to_mcp(fake_main, standalone_
 
 def _server_ready() -> bool:
     try:
-        return hasattr(importlib.import_module("adapters.http.server"), "serve")
+        return hasattr(importlib.import_module("adapters.bootstrap"), "serve")
     except ImportError:
         return False
 

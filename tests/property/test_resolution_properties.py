@@ -11,7 +11,7 @@ from core.model import CatalogSnapshot, Resolution, ServiceDefinition, WorkflowI
 from core.resolve import resolve
 from core.services import exclude, new_service
 
-from .catalogs import CORE, UNKNOWN_NAMESPACE, catalog_refs, catalogs, json_values, selectors
+from .catalogs import CORE, UNKNOWN_NAMESPACE, catalog_refs, catalogs, selectors
 
 
 def service_of(raw: dict[str, list]) -> ServiceDefinition:
@@ -95,7 +95,9 @@ def test_names_collide_exactly_when_two_namespaces_contribute(snapshot, raw) -> 
 @given(catalogs(), selectors(), st.data())
 def test_registering_in_an_unselected_namespace_changes_nothing(snapshot, raw, data) -> None:
     service = service_of(raw)
-    unselected = [ns for ns in ("a", "b", "c", "d", UNKNOWN_NAMESPACE) if ns not in service.namespaces]
+    unselected = [
+        ns for ns in ("a", "b", "c", "d", UNKNOWN_NAMESPACE) if ns not in service.namespaces
+    ]
     if not unselected:
         service = new_service("svc", [], raw["workflows"], raw["exclusions"])
         unselected = ["a"]
@@ -119,7 +121,9 @@ def test_registering_in_an_unselected_namespace_changes_nothing(snapshot, raw, d
 def test_resolution_is_deterministic_and_sorted(snapshot, raw, data) -> None:
     service = service_of(raw)
     resolution = resolve(service, snapshot)
-    reordered = CatalogSnapshot(snapshot.revision, tuple(data.draw(st.permutations(snapshot.workflows))))
+    reordered = CatalogSnapshot(
+        snapshot.revision, tuple(data.draw(st.permutations(snapshot.workflows)))
+    )
     assert resolve(service, reordered) == resolution == resolve(service, snapshot)
 
     names = [e.name for e in resolution.endpoints]
@@ -131,8 +135,8 @@ def test_resolution_is_deterministic_and_sorted(snapshot, raw, data) -> None:
 
 
 @CORE
-@given(catalogs(), selectors(), json_values)
-def test_input_schemas_and_versions_come_from_the_snapshot(snapshot, raw, _noise) -> None:
+@given(catalogs(), selectors())
+def test_endpoints_carry_the_snapshot_entry(snapshot, raw) -> None:
     resolution = resolve(service_of(raw), snapshot)
     for endpoint in resolution.endpoints:
         assert endpoint.workflow is snapshot.get(endpoint.workflow.ref)

@@ -79,7 +79,9 @@ CORE_FORBIDDEN = frozenset(
 )
 # Builtins that do I/O or run code the core has no business running.
 CORE_FORBIDDEN_CALLS = frozenset({"open", "print", "input", "eval", "exec", "__import__"})
-PORTS_ALLOWED = frozenset({"__future__", "core", "ports", "typing", "attrs", "attr", "collections.abc"})
+PORTS_ALLOWED = frozenset(
+    {"__future__", "core", "ports", "typing", "attrs", "attr", "collections.abc"}
+)
 
 
 def imported_modules(tree: ast.AST, package: str) -> list[tuple[int, str]]:
@@ -152,13 +154,17 @@ def test_ports_depend_only_on_core(path: Path) -> None:
 
 @pytest.mark.parametrize("path", sources("engine"), ids=_ids(sources("engine")))
 def test_engine_never_imports_adapters(path: Path) -> None:
-    found = import_violations(path.read_text(), _package_of(path), forbidden=frozenset({"adapters"}))
+    found = import_violations(
+        path.read_text(), _package_of(path), forbidden=frozenset({"adapters"})
+    )
     assert found == []
 
 
 @pytest.mark.parametrize("path", sources("flux"), ids=_ids(sources("flux")))
 def test_sdk_never_imports_adapters(path: Path) -> None:
-    found = import_violations(path.read_text(), _package_of(path), forbidden=frozenset({"adapters"}))
+    found = import_violations(
+        path.read_text(), _package_of(path), forbidden=frozenset({"adapters"})
+    )
     assert found == []
 
 

@@ -34,7 +34,9 @@ class InvoiceInput(BaseModel):
 
 def document(*infos: WorkflowInfo, namespaces=("billing",), **kwargs) -> dict:
     snapshot = CatalogSnapshot(5, infos)
-    doc = service_openapi(resolve(new_service("billing", namespaces=namespaces), snapshot), **kwargs)
+    doc = service_openapi(
+        resolve(new_service("billing", namespaces=namespaces), snapshot), **kwargs
+    )
     validate(doc)
     return json.loads(json.dumps(doc))  # plain JSON, nothing else
 
@@ -54,7 +56,11 @@ def test_every_endpoint_gets_run_modes_resume_and_status() -> None:
     assert doc["openapi"] == "3.1.0"
     assert doc["servers"] == [{"url": "/services/billing"}]
     for name in ("invoice", "echo"):
-        expected = {f"/{name}", f"/{name}/resume/{{execution_id}}", f"/{name}/status/{{execution_id}}"}
+        expected = {
+            f"/{name}",
+            f"/{name}/resume/{{execution_id}}",
+            f"/{name}/status/{{execution_id}}",
+        }
         expected |= {f"/{name}/{mode}" for mode in ("sync", "async", "stream")}
         expected |= {f"/{name}/resume/{{execution_id}}/{m}" for m in ("sync", "async", "stream")}
         assert expected <= set(doc["paths"])
@@ -85,7 +91,9 @@ def test_typed_input_moves_defs_into_components() -> None:
     schemas = doc["components"]["schemas"]
     assert schemas["Item"]["properties"]["qty"] == {"title": "Qty", "type": "integer"}
     # the recursive model still points at itself
-    assert schemas["Node"]["properties"]["children"]["items"] == {"$ref": "#/components/schemas/Node"}
+    assert schemas["Node"]["properties"]["children"]["items"] == {
+        "$ref": "#/components/schemas/Node"
+    }
 
 
 def test_untyped_input_accepts_any_json() -> None:
@@ -117,7 +125,11 @@ def test_same_named_definitions_with_different_content_do_not_clash() -> None:
         WorkflowInfo(R("billing/alpha"), 1, first),
         WorkflowInfo(R("billing/beta"), 1, second),
         WorkflowInfo(R("billing/gamma"), 1, shared),
-        WorkflowInfo(R("billing/Error"), 1, {"$defs": {"Error": {"type": "integer"}}, "$ref": "#/$defs/Error"}),
+        WorkflowInfo(
+            R("billing/Error"),
+            1,
+            {"$defs": {"Error": {"type": "integer"}}, "$ref": "#/$defs/Error"},
+        ),
     )
 
     def item_of(name: str) -> dict:

@@ -53,7 +53,9 @@ def test_a_collision_takes_out_only_its_own_name() -> None:
     service = new_service("combined", namespaces=["analytics", "billing"])
     resolution = resolve(service, CATALOG)
     assert resolution.collisions == (
-        Collision("process", (WorkflowRef("analytics", "process"), WorkflowRef("billing", "process"))),
+        Collision(
+            "process", (WorkflowRef("analytics", "process"), WorkflowRef("billing", "process"))
+        ),
     )
     assert names(resolution) == ["dash", "internal", "invoice", "refund", "report"]
 

@@ -1,0 +1,146 @@
+"""Schema migrations of the PostgreSQL store.
+
+`MIGRATIONS` is an ordered list; to change the schema, append a `Migration` with the next version
+number (never edit one that has shipped). `migrate` runs in ONE transaction that first takes a
+transaction-level advisory lock keyed by the schema: replicas that start together queue on the
+lock, the first applies what is pending (DDL is transactional in PostgreSQL, so a failed migration
+leaves nothing behind), and the others then find every version recorded in `schema_migrations`.
+
+Text columns that are keys or sort orders use `COLLATE "C"`: the contract sorts by code point, as
+Python and SQLite do, whatever collation the database was created with.
+"""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+from adapters.storage.migrations import Migration
+
+# First half of the two-int advisory lock key: ours, so it cannot meet another application's
+# locks on the same database; the second half is a hash of the schema name.
+LOCK_CLASS = 0x464C5558  # "FLUX"
+
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "workflows, revisions, services, executions and their events, api keys",
+        """
+        CREATE TABLE workflows (
+            namespace TEXT COLLATE "C" NOT NULL,
+            name TEXT COLLATE "C" NOT NULL,
+            version INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            source_hash TEXT NOT NULL,
+            input_schema JSON,
+            description TEXT NOT NULL DEFAULT '',
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (namespace, name, version)
+        );
+        CREATE TABLE revisions (
+            key TEXT PRIMARY KEY,
+            value BIGINT NOT NULL
+        );
+        INSERT INTO revisions (key, value) VALUES ('catalog', 0), ('services', 0);
+        CREATE TABLE services (
+            name TEXT COLLATE "C" PRIMARY KEY,
+            namespaces TEXT[] NOT NULL DEFAULT '{}',
+            workflows TEXT[] NOT NULL DEFAULT '{}',
+            exclusions TEXT[] NOT NULL DEFAULT '{}',
+            mcp_enabled BOOLEAN NOT NULL DEFAULT FALSE,
+            revision INTEGER NOT NULL DEFAULT 1,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE executions (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            input JSONB,
+            output JSONB,
+            error JSONB,
+            pause_name TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX executions_state ON executions (state, created_at, id);
+        CREATE TABLE execution_events (
+            execution_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL DEFAULT '',
+            value JSONB,
+            at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (execution_id, seq)
+        );
+        CREATE TABLE api_keys (
+            key_id TEXT PRIMARY KEY,
+            name TEXT COLLATE "C" NOT NULL UNIQUE,
+            secret_hash TEXT NOT NULL UNIQUE,
+            permissions TEXT[] NOT NULL DEFAULT '{}',
+            revoked BOOLEAN NOT NULL DEFAULT FALSE,
+            created_at DOUBLE PRECISION NOT NULL
+        );
+        """,
+    ),
+]
+
+_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)
+"""
+
+
+def check_schema_name(schema: str) -> str:
+    """Schema names end up in SQL text (CREATE SCHEMA, search_path): allow plain ones only."""
+    if not SCHEMA_NAME.match(schema):
+        raise ValueError(
+            f"invalid PostgreSQL schema name {schema!r}: use lower-case letters, digits and '_'"
+        )
+    return schema
+
+
+async def migrate(
+    conn: asyncpg.Connection,
+    migrations: list[Migration] | None = None,
+    *,
+    schema: str | None = None,
+) -> list[int]:
+    """Apply the pending migrations in order; returns the versions applied by this call.
+
+    With `schema`, the schema is created if missing and the tables go there; without it they go
+    to the connection's current schema.
+    """
+    todo = sorted(MIGRATIONS if migrations is None else migrations, key=lambda m: m.version)
+    async with conn.transaction():
+        target = check_schema_name(schema) if schema else None
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext(coalesce($2::text, current_schema(), '')))",
+            LOCK_CLASS,
+            target,
+        )
+        if target:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target}")
+            await conn.execute(f"SET LOCAL search_path TO {target}")
+        await conn.execute(_LEDGER)
+        done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied: list[int] = []
+        for migration in todo:
+            if migration.version in done:
+                continue
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, description) VALUES ($1, $2)",
+                migration.version,
+                migration.description,
+            )
+            applied.append(migration.version)
+        return applied
