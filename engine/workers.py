@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -63,7 +64,9 @@ class WorkerPool:
             worker.stop()
 
         def join() -> None:
+            deadline = time.monotonic() + timeout
             for worker in self.workers:
-                worker.thread.join(timeout)
+                # A worker stuck in blocking user code is a daemon thread: left behind, not awaited.
+                worker.thread.join(max(0.0, deadline - time.monotonic()))
 
         await asyncio.to_thread(join)

@@ -31,9 +31,8 @@ async def refund(ctx: ExecutionContext[dict]):
 
 @workflow.with_options(namespace="billing")
 async def approve(ctx: ExecutionContext):
-    """Wait for a human approval, then return the decision."""
-    decision = await pause("approval", output={"request": ctx.input})
-    return {"request": ctx.input, "decision": decision}
+    """Wait for a human approval; completes with the body it is resumed with."""
+    return await pause("approval", output={"request": ctx.input})
 
 
 @workflow.with_options(namespace="billing")

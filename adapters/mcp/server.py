@@ -133,7 +133,7 @@ def _call_result(spec: ToolSpec, status: int, answer: Any) -> types.CallToolResu
     elif state in ("CREATED", "RUNNING"):
         hint = f'The run is in progress: call status_{name} with execution_id="{execution_id}".'
     elif state == "FAILED":
-        error = content.get("error") or {}
+        error = content.get("error") if isinstance(content.get("error"), dict) else {}
         hint = f"The run failed: {error.get('type', 'error')}: {error.get('message', '')}".rstrip()
     failed = state == "FAILED" or status >= 400
     return _result(content, hint, is_error=failed)

@@ -14,6 +14,7 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
@@ -47,9 +48,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def mcp_client(url: str, mode: str = "auto", headers: dict[str, str] | None = None) -> Client:
+@asynccontextmanager
+async def mcp_client(
+    url: str, mode: str = "auto", headers: dict[str, str] | None = None
+) -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP; the HTTP client is ours to close."""
     http = httpx2.AsyncClient(headers=headers or {}, timeout=httpx2.Timeout(30.0))
-    return Client(streamable_http_client(url, http_client=http), mode=mode)
+    async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as mcp:
+        yield mcp
 
 
 async def tool_names(client: Client) -> set[str]:

@@ -148,3 +148,41 @@ async def test_the_loader_reports_a_version_whose_source_lost_the_workflow():
     version = WorkflowVersion(WorkflowInfo(WorkflowRef("default", "gone"), 1), SOURCE, "h")
     with pytest.raises(InvalidWorkflowSource, match="no longer defines"):
         await WorkflowLoader().load(version)
+
+
+def test_postponed_annotations_and_forward_references_resolve():
+    source = textwrap.dedent(
+        """
+        from __future__ import annotations
+
+        import dataclasses
+        from pydantic import BaseModel
+        from flux import ExecutionContext, workflow
+
+
+        class Order(BaseModel):
+            lines: list[Line]
+
+
+        class Line(BaseModel):
+            sku: str
+
+
+        @dataclasses.dataclass
+        class Point:
+            x: int
+
+
+        @workflow
+        async def ordered(ctx: ExecutionContext[Order]):
+            return ctx.input
+
+
+        @workflow
+        async def pointed(ctx: ExecutionContext[Point]):
+            return ctx.input
+        """
+    )
+    ordered, pointed = load_workflows(source, "late.py")
+    assert ordered.input_schema["properties"]["lines"]["items"] == {"$ref": "#/$defs/Line"}
+    assert pointed.input_schema["required"] == ["x"]

@@ -9,7 +9,6 @@ import pytest
 from core.errors import ExecutionNotFound, InputValidationError, InvalidState
 from core.model import EventKind, Execution, ExecutionEvent, ExecutionState
 from tests.engine import effects
-from tests.engine.conftest import eventually
 
 TYPED = """
 import dataclasses
@@ -387,7 +386,9 @@ async def forever(ctx):
 """
     )
     running = await engine.runtime.start(versions["forever"], None)
-    await eventually(lambda: effects.counts is not None)
+    async for item in engine.runtime.watch(running.execution_id):
+        if isinstance(item, Execution) and item.state is ExecutionState.RUNNING:
+            break
     cancelled = await asyncio.wait_for(engine.runtime.cancel(running.execution_id), 5)
     assert cancelled.state is ExecutionState.CANCELLED
     assert (await engine.storage.executions.get(running.execution_id)).state == "CANCELLED"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
@@ -122,9 +123,14 @@ async def mcp_url(request, gateway) -> AsyncIterator[str]:
         yield str(server.make_url("/mcp"))
 
 
-def client(url: str, mode: str = "auto", headers: dict[str, str] | None = None) -> Client:
+@asynccontextmanager
+async def client(
+    url: str, mode: str = "auto", headers: dict[str, str] | None = None
+) -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP; the HTTP client is ours to close."""
     http = httpx2.AsyncClient(headers=headers or {}, timeout=httpx2.Timeout(10.0))
-    return Client(streamable_http_client(url, http_client=http), mode=mode)
+    async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as mcp:
+        yield mcp
 
 
 MODES = ["auto", "legacy"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx2
 import pytest
@@ -73,9 +74,12 @@ def options(**extra) -> StandaloneOptions:
     return StandaloneOptions(settings=Settings(), service="billing", mcp=True, **extra)
 
 
-def client(url: str, mode: str, headers: dict[str, str]) -> Client:
-    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(10.0))
-    return Client(streamable_http_client(url, http_client=http), mode=mode)
+@asynccontextmanager
+async def client(url: str, mode: str, headers: dict[str, str]) -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP; the HTTP client is ours to close."""
+    http = httpx2.AsyncClient(headers=headers or {}, timeout=httpx2.Timeout(10.0))
+    async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as mcp:
+        yield mcp
 
 
 async def test_without_an_issuer_mcp_is_open():
