@@ -41,6 +41,7 @@ class LoadResult:
     concurrency: int
     operations: int
     errors: int
+    warmup_operations: int
     http_requests: int
     seconds: float
     ops_per_s: float
@@ -105,9 +106,10 @@ async def _drive(
 
 
 async def run_load(operation: Operation, concurrency: int, limits: Limits) -> LoadResult:
+    warmed: list[float] = []
     async with new_session(concurrency) as session:
         if limits.warmup:
-            await _drive(session, operation, concurrency, limits.warmup, limits.seconds)
+            warmed, *_ = await _drive(session, operation, concurrency, limits.warmup, limits.seconds)
         latencies, issued, http_requests, failures, elapsed = await _drive(
             session, operation, concurrency, limits.requests, limits.seconds
         )
@@ -117,6 +119,7 @@ async def run_load(operation: Operation, concurrency: int, limits: Limits) -> Lo
         concurrency=concurrency,
         operations=done,
         errors=issued - done,
+        warmup_operations=len(warmed),
         http_requests=http_requests,
         seconds=round(elapsed, 3),
         ops_per_s=round(done / elapsed, 1) if elapsed > 0 else 0.0,

@@ -25,6 +25,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from core.errors import InputValidationError
 from flux.context import ExecutionContext
 
+
 def _cached(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A bounded cache (modules come and go with versions) that lets unhashable types (some Annotated metadata) through uncached."""
     cached = functools.lru_cache(maxsize=1024)(function)

@@ -92,7 +92,9 @@ def load_workflows(source: str, filename: str = "<workflow>") -> list[LoadedWork
 def _import_failure(exc: BaseException, filename: str) -> str:
     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     lines = [
-        frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == filename
+        frame.lineno
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if frame.filename == filename
     ]
     return f"line {lines[-1]}: {reason}" if lines else reason
 
@@ -112,7 +114,9 @@ def _workflows_of(module: types.ModuleType, filename: str) -> list[Workflow]:
     for item in found.values():
         if item.ref in by_ref:
             raise InvalidWorkflowSource(
-                f"{filename} defines workflow '{item.ref}' twice", filename=filename, ref=str(item.ref)
+                f"{filename} defines workflow '{item.ref}' twice",
+                filename=filename,
+                ref=str(item.ref),
             )
         by_ref[item.ref] = item
     return [by_ref[ref] for ref in sorted(by_ref)]

@@ -180,9 +180,15 @@ class Runtime:
             if failure is not None:
                 return await self._settle_now(live, ExecutionState.FAILED, error=failure)
             now = self._clock()
-            resumed = ExecutionEvent(execution_id, live.next_seq(), EventKind.RESUMED, key, body, now)
+            resumed = ExecutionEvent(
+                execution_id, live.next_seq(), EventKind.RESUMED, key, body, now
+            )
             running = evolve(
-                execution, state=ExecutionState.RUNNING, output=None, pause_name=None, updated_at=now
+                execution,
+                state=ExecutionState.RUNNING,
+                output=None,
+                pause_name=None,
+                updated_at=now,
             )
             await self._store.save(running, [resumed, self._state_event(live, running)])
         except BaseException:
@@ -324,7 +330,9 @@ class Runtime:
         loaded = self._loader.cached(version) or await self._loader.load(version)
         return loaded, inputs.convert_input(loaded.input_type, body)
 
-    def _new_execution(self, version: WorkflowVersion, body: Any, state: ExecutionState) -> Execution:
+    def _new_execution(
+        self, version: WorkflowVersion, body: Any, state: ExecutionState
+    ) -> Execution:
         now = self._clock()
         return Execution(
             execution_id=self._new_id(),
@@ -354,10 +362,14 @@ class Runtime:
         except InvalidWorkflowSource as exc:
             return None, None, ExecutionError("InvalidWorkflowSource", exc.message)
         if loaded is None:
-            return None, None, ExecutionError(
-                "WorkflowNotFound",
-                f"workflow '{ref}' version {version} is no longer registered; "
-                "the execution cannot continue",
+            return (
+                None,
+                None,
+                ExecutionError(
+                    "WorkflowNotFound",
+                    f"workflow '{ref}' version {version} is no longer registered; "
+                    "the execution cannot continue",
+                ),
             )
         try:
             value = inputs.convert_input(loaded.input_type, execution.input)

@@ -19,7 +19,9 @@ class TaskOptions:
     retry_delay: float = 0.0  # seconds before the first retry
     retry_backoff: float = 2.0  # each later retry waits this many times longer
     timeout: float | None = None  # seconds per attempt
-    fallback: Callable[..., Any] | None = None  # called with the same arguments after the last failure
+    fallback: Callable[..., Any] | None = (
+        None  # called with the same arguments after the last failure
+    )
 
 
 class Task:

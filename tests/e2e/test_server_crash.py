@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.e2e import processes
 
-SOURCE = '''
+SOURCE = """
 import asyncio
 
 from flux import ExecutionContext, pause, task, workflow
@@ -37,7 +37,7 @@ async def approval(ctx: ExecutionContext):
 async def lengthy(ctx: ExecutionContext):
     await nap(3)
     return "finished"
-'''
+"""
 
 BASE = "/services/durable"
 
@@ -47,7 +47,9 @@ def test_a_killed_server_keeps_completed_and_paused_executions(tmp_path):
     try:
         api = processes.http
         assert processes.register_source(server.url, SOURCE, "durable.py")[0] == 201
-        status, _ = api("POST", server.url + "/services", {"name": "durable", "namespaces": ["durable"]})
+        status, _ = api(
+            "POST", server.url + "/services", {"name": "durable", "namespaces": ["durable"]}
+        )
         assert status == 201
 
         status, done = api("POST", f"{server.url}{BASE}/total?detailed=true", {"a": 2, "b": 3})

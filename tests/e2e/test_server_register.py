@@ -74,9 +74,7 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
-def test_a_file_that_does_not_import_is_400_with_the_reason_and_nothing_stored(
-    api, unique, case
-):
+def test_a_file_that_does_not_import_is_400_with_the_reason_and_nothing_stored(api, unique, case):
     ns = unique("broken")
     tail, reason = BROKEN[case]
     # The workflow above the breakage must not be stored either.

@@ -232,14 +232,14 @@ def test_an_execution_is_404_through_another_workflows_endpoint(api):
 
 # -- version pin --------------------------------------------------------------------------------
 
-VERSIONED = '''
+VERSIONED = """
 from flux import ExecutionContext, workflow
 
 
 @workflow.with_options(namespace="NS_HERE")
 async def which(ctx: ExecutionContext):
     return "OUTPUT"
-'''
+"""
 
 
 def test_version_pins_an_older_version_and_a_missing_one_is_404(api, unique):
@@ -268,7 +268,7 @@ def test_version_pins_an_older_version_and_a_missing_one_is_404(api, unique):
 
 # -- 409 collision ------------------------------------------------------------------------------
 
-COLLIDING = '''
+COLLIDING = """
 from flux import ExecutionContext, workflow
 
 
@@ -280,7 +280,7 @@ async def process(ctx: ExecutionContext):
 @workflow.with_options(namespace="NS_HERE")
 async def only_NS_HERE(ctx: ExecutionContext):
     return "alone"
-'''
+"""
 
 
 def test_a_collision_is_409_per_endpoint_until_one_side_is_excluded(api, unique):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e import processes
 
-STEPS = '''
+STEPS = """
 import asyncio
 
 from flux import ExecutionContext, pause, task, workflow
@@ -43,7 +43,7 @@ async def gate(ctx: ExecutionContext):
 async def broken(ctx: ExecutionContext):
     await step(1, 0)
     raise RuntimeError("stream failure")
-'''
+"""
 
 BASE = "/services/streams"
 DETAILED_KEYS = {"execution_id", "state", "output", "namespace", "workflow"}
