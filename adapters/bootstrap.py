@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -9,13 +10,16 @@ from pathlib import Path
 from aiohttp import web
 from attrs import frozen
 
+from adapters.auth.authenticator import Authenticator, verifier_from_settings
 from adapters.config import Settings
-from adapters.http.auth import OpenAuth, RequestAuth
+from adapters.http.auth import RequestAuth, install_bearer_challenge
 from adapters.http.server import Limits, Routes, errors_as_json
 from adapters.storage.sqlite import SqliteStorage
 from engine.app import FluxApp
 from engine.registration import WorkflowLoader
 from engine.runtime import Runtime
+
+log = logging.getLogger("flux.auth")
 
 
 @frozen
@@ -51,22 +55,30 @@ async def open_flux(settings: Settings) -> AsyncIterator[Flux]:
             return None if found is None else await loader.load(found)
 
         runtime = Runtime(storage.executions, load=load, loader=loader, workers=settings.workers)
+        auth = build_auth(settings, storage)
         try:
             await runtime.recover()
-            auth = await build_auth(settings, storage)
             yield Flux(storage, runtime, FluxApp(storage.catalog, storage.services, runtime), auth)
         finally:
-            await runtime.close()
+            try:
+                await runtime.close()
+            finally:
+                await auth.aclose()
     finally:
         await storage.close()
 
 
-async def build_auth(settings: Settings, storage: SqliteStorage) -> RequestAuth:
-    if not settings.auth.enabled:
-        return OpenAuth()
-    from adapters.auth.wiring import build_request_auth
-
-    return await build_request_auth(settings.auth, storage)
+def build_auth(settings: Settings, storage: SqliteStorage) -> Authenticator:
+    """Who may call the main server: everyone when auth is off; else API keys from the
+    server's database and, when configured, OIDC tokens. `open_flux` closes it (the JWKS
+    client session) on shutdown."""
+    auth = settings.auth
+    if not auth.enabled:
+        return Authenticator.open()
+    authenticator = Authenticator(auth, storage.api_keys, verifier_from_settings(auth))
+    if authenticator.api_keys is None and authenticator.verifier is None:
+        log.warning("auth is enabled with neither API keys nor OIDC: every request gets 401")
+    return authenticator
 
 
 async def server_app(settings: Settings) -> web.Application:
@@ -79,6 +91,7 @@ async def server_app(settings: Settings) -> web.Application:
         client_max_size=max(limits.max_body_bytes, limits.max_upload_bytes) + 64 * 1024,
     )
     Routes(flux.app, flux.auth, limits, flux.storage.ping).install(web_app)
+    install_bearer_challenge(web_app)
 
     async def close(_: web.Application) -> None:
         await resources.aclose()

@@ -156,9 +156,10 @@ class Runtime:
         """Answer the pending pause point with `body` and replay. With `wait`, returns once the
         execution settles again; otherwise returns the RUNNING execution at once."""
         execution = await self._existing(execution_id)
-        if execution_id in self._live or execution.state is not ExecutionState.PAUSED:
-            state = self._live[execution_id].execution.state if execution_id in self._live else None
-            state = state or execution.state
+        busy = self._live.get(execution_id)
+        if busy is not None or execution.state is not ExecutionState.PAUSED:
+            # A live one is being resumed or cancelled right now: it is no longer waiting.
+            state = ExecutionState.RUNNING if busy is not None else execution.state
             raise InvalidState(
                 f"execution {execution_id} is {state}, only a PAUSED execution can be resumed",
                 state=str(state),

@@ -18,6 +18,7 @@ import click
 from attrs import frozen
 
 from adapters.cli import render
+from adapters.cli.auth import auth as auth_commands
 from adapters.cli.client import ApiError, CliError, FluxClient, path_of
 from adapters.config import ConfigError, Settings, StandaloneOptions, load_settings
 from core.errors import InvalidName
@@ -565,6 +566,8 @@ def service_start(
         raise CliError(f"the standalone process is not available: {exc}") from None
     serve_standalone(options)
 
+
+cli.add_command(auth_commands)
 
 if __name__ == "__main__":
     cli(prog_name="flux")

@@ -26,6 +26,7 @@ import aiosqlite
 from attrs import evolve
 
 from adapters.storage import rows
+from adapters.storage.api_keys import SqliteApiKeyStore
 from adapters.storage.group_commit import GroupCommitWriter
 from adapters.storage.migrations import migrate
 from core.errors import AlreadyExists, ServiceNotFound
@@ -382,6 +383,7 @@ class SqliteStorage:
         self.catalog = SqliteCatalog(reader_db, self._writer, clock)
         self.services = SqliteServiceStore(reader_db, self._writer, clock)
         self.executions = SqliteExecutionStore(reader_db, self._writer)
+        self.api_keys = SqliteApiKeyStore(reader_db, self._writer)
 
     @classmethod
     async def open(cls, path: str | Path, clock: Clock = time.time) -> SqliteStorage:

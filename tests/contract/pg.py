@@ -58,9 +58,19 @@ async def fresh_schema() -> AsyncIterator[tuple[str, str]]:
 @asynccontextmanager
 async def postgres_storage(**options) -> AsyncIterator[PostgresStorage]:
     """A fresh, empty PostgresStorage on a schema of its own."""
+    async with replicas(1, **options) as (storage,):
+        yield storage
+
+
+@asynccontextmanager
+async def replicas(count: int, **options) -> AsyncIterator[tuple[PostgresStorage, ...]]:
+    """`count` storages on one fresh schema, as that many server replicas would be."""
     async with fresh_schema() as (dsn, schema):
-        storage = await PostgresStorage.open(dsn, schema=schema, **options)
+        opened: list[PostgresStorage] = []
         try:
-            yield storage
+            for _ in range(count):
+                opened.append(await PostgresStorage.open(dsn, schema=schema, **options))
+            yield tuple(opened)
         finally:
-            await storage.close()
+            for storage in opened:
+                await storage.close()

@@ -23,3 +23,10 @@ def test_quick_start_of_the_seed(api):
     assert set(body) == {"invoice_id", "total"}
     assert body["invoice_id"].startswith("INV-")
     assert body["total"] == 119.4
+
+
+def test_health_reports_the_version_and_the_database(api):
+    status, body = api.get("/health")
+    assert status == 200
+    assert body["status"] == "ok" and body["database"] == "ok"
+    assert isinstance(body["version"], str) and body["version"]

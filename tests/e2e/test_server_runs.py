@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import socket
 import time
 
 import pytest
@@ -357,10 +358,12 @@ def test_wrong_types_are_422_with_field_level_errors(api):
         assert body["errors"]
 
 
-def test_rejected_input_creates_no_execution(api):
-    # A 422 happens before any execution exists: the async route gives no id either.
-    status, body = api.post(f"{BASE}/order/async", {"amount": "x"})
-    assert status == 422 and "execution_id" not in body
+def test_async_and_stream_validate_the_input_before_starting(api):
+    # A 422 comes before any execution exists, so no mode hands out an execution id.
+    for mode in ("async", "stream"):
+        status, body = api.post(f"{BASE}/order/{mode}", {"amount": "x"})
+        assert status == 422, (mode, body)
+        assert body["errors"] and "execution_id" not in body
 
 
 # -- odd paths ----------------------------------------------------------------------------------
@@ -412,3 +415,26 @@ def test_odd_path_segments_never_answer_500(flux_server, method):
             assert ctype.startswith("application/json"), (method, path, status, ctype)
     # The server is still fine after all that.
     assert processes.http("GET", flux_server.url + "/health")[0] == 200
+
+
+RAW_REQUEST_LINES = [
+    b"POST /services/" + b"x" * 10_000 + b"/echo",  # past aiohttp's request-line limit
+    "POST /services/été/💥".encode(),  # raw UTF-8, not percent-encoded
+    b"GET /services/\xff\xfe",
+    b"POST /services/runs/echo/../../runs/echo",
+]
+
+
+@pytest.mark.parametrize("line", RAW_REQUEST_LINES, ids=range(len(RAW_REQUEST_LINES)))
+def test_raw_request_lines_never_answer_500(flux_server, line):
+    request = line + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    with socket.create_connection(("127.0.0.1", flux_server.port), timeout=10) as sock:
+        sock.sendall(request)
+        head = b""
+        for _ in range(100):
+            chunk = sock.recv(4096)
+            head += chunk
+            if not chunk or b"\r\n" in head:
+                break
+    status = int(head.split(b" ", 2)[1])
+    assert 200 <= status < 500, (line[:80], head[:200])

@@ -1,0 +1,73 @@
+"""Pick and open the storage adapter a database URL names.
+
+- `sqlite:///relative/flux.db`, `sqlite:////absolute/flux.db` or a plain path: SQLite, one
+  machine (the parent directory is created if missing).
+- `postgresql://user:password@host:5432/db` (or `postgres://`): PostgreSQL, any number of
+  replicas. An optional `?schema=NAME` keeps Flux's tables in that schema; every other query
+  parameter is passed on to asyncpg (e.g. `sslmode=require`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ports.storage import Catalog, ExecutionStore, ServiceStore
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+class Storage(Protocol):
+    """What every storage adapter offers: the three ports plus its own lifetime."""
+
+    catalog: Catalog
+    services: ServiceStore
+    executions: ExecutionStore
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite URL or plain path; None when the URL names another database."""
+    for prefix in ("sqlite:///", "sqlite://"):
+        if database_url.startswith(prefix):
+            return Path(database_url[len(prefix) :])
+    if "://" in database_url:
+        return None
+    return Path(database_url)
+
+
+def postgres_dsn(database_url: str) -> tuple[str, str | None] | None:
+    """(dsn for asyncpg, schema) of a PostgreSQL URL; None when the URL names another database."""
+    parts = urlsplit(database_url)
+    if parts.scheme not in POSTGRES_SCHEMES:
+        return None
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((value for key, value in query if key == "schema"), None)
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema or None
+
+
+async def open_storage(database_url: str) -> Storage:
+    """Open the storage `database_url` names, migrated and ready; the caller closes it."""
+    dsn = postgres_dsn(database_url)
+    if dsn is not None:
+        # Imported here so a SQLite-only install never loads the PostgreSQL driver.
+        from adapters.storage.postgres import PostgresStorage
+
+        return await PostgresStorage.open(dsn[0], schema=dsn[1])
+    path = sqlite_path(database_url)
+    if path is None:
+        # Only the scheme goes into the message: the rest may hold a password.
+        raise ValueError(
+            f"unsupported database URL scheme {urlsplit(database_url).scheme!r}: "
+            "use sqlite:///path/flux.db or postgresql://user@host/db"
+        )
+    from adapters.storage.sqlite import SqliteStorage
+
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    return await SqliteStorage.open(path)
