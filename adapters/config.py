@@ -150,6 +150,7 @@ class StandaloneOptions:
     mcp_audience: str | None = None
     mcp_jwks_uri: str | None = field(default=None, validator=_http_url)
     mcp_base_url: str | None = field(default=None, validator=_http_url)
+    mcp_forward_token: bool = False  # pass MCP callers' tokens on to the main server
     upstream_timeout: float = field(default=300.0)
 
     @service.validator

@@ -67,9 +67,7 @@ def percentile(ordered: list[float], fraction: float) -> float:
 def new_session(concurrency: int, timeout: float = 60.0) -> aiohttp.ClientSession:
     # One keep-alive connection per worker, as a pooled client would hold.
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    return aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
-    )
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
 
 
 async def _drive(
@@ -96,7 +94,7 @@ async def _drive(
             except Failed as exc:
                 failures[exc.why] += 1
                 continue
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 failures[type(exc).__name__] += 1
                 continue
             latencies.append(time.perf_counter() - begun)
@@ -109,7 +107,9 @@ async def run_load(operation: Operation, concurrency: int, limits: Limits) -> Lo
     warmed: list[float] = []
     async with new_session(concurrency) as session:
         if limits.warmup:
-            warmed, *_ = await _drive(session, operation, concurrency, limits.warmup, limits.seconds)
+            warmed, *_ = await _drive(
+                session, operation, concurrency, limits.warmup, limits.seconds
+            )
         latencies, issued, http_requests, failures, elapsed = await _drive(
             session, operation, concurrency, limits.requests, limits.seconds
         )

@@ -110,7 +110,7 @@ class Process:
             os.kill(self.proc.pid, sig)
         try:
             await asyncio.wait_for(self.proc.wait(), wait)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 

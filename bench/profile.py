@@ -60,7 +60,7 @@ async def recording(pid: int, output: Path, rate: int = 250) -> AsyncIterator[No
             os.kill(spy.pid, signal.SIGINT)  # py-spy writes its output on SIGINT
             try:
                 await asyncio.wait_for(spy.wait(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 os.kill(spy.pid, signal.SIGKILL)
                 await spy.wait()
 

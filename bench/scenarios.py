@@ -16,7 +16,7 @@ import attrs
 
 from bench import procs
 from bench.load import Limits, LoadResult, Operation, run_load
-from bench.operations import JSON, async_run, echo_call, pause_resume
+from bench.operations import async_run, echo_call, pause_resume
 from bench.profile import recording, summarise
 from bench.workloads import (
     BENCH_MODULE,

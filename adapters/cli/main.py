@@ -522,6 +522,12 @@ def service_delete(session: Session, name: str, yes: bool) -> None:
 @click.option("--mcp-jwks-uri", metavar="URL", help="JWKS URL (default: discovered).")
 @click.option("--mcp-base-url", metavar="URL", help="Public base URL behind a proxy.")
 @click.option(
+    "--mcp-forward-token",
+    is_flag=True,
+    default=False,
+    help="Send MCP callers' tokens on to the server (default: FLUX_API_KEY is sent).",
+)
+@click.option(
     "--upstream-timeout",
     default=300.0,
     show_default=True,
@@ -539,6 +545,7 @@ def service_start(
     mcp_audience: str | None,
     mcp_jwks_uri: str | None,
     mcp_base_url: str | None,
+    mcp_forward_token: bool,
     upstream_timeout: float,
 ) -> None:
     """Serve service NAME on its own (root-level URLs, forwards to the server)."""
@@ -556,6 +563,7 @@ def service_start(
             mcp_audience=mcp_audience,
             mcp_jwks_uri=mcp_jwks_uri,
             mcp_base_url=mcp_base_url,
+            mcp_forward_token=mcp_forward_token,
             upstream_timeout=upstream_timeout,
         )
     except ConfigError as exc:

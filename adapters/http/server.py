@@ -271,46 +271,50 @@ class Routes:
         self, request: web.Request, principal: permissions.Principal, ref: WorkflowRef, prefix: str
     ) -> web.StreamResponse:
         mode = parse.mode_of(request)
-        detailed = parse.flag(request, "detailed")
         version = await self.app.pinned(ref, parse.version_of(request))
         self.auth.require(principal, permissions.run_permission(version.info.ref))
         body = await parse.read_json(request, self.limits.max_body_bytes)
         runtime = self.app.runtime
-        if mode == "stream":
-            execution = await runtime.start(version, body)
-            return await self._stream(request, execution, prefix)
-        if mode == "async":
-            execution = await runtime.start(version, body)
-            return json_response(
-                *_swap(shape_execution(execution, kind="async", detailed=True, url_prefix=prefix))
-            )
-        execution = await runtime.run(version, body)
-        return json_response(
-            *_swap(shape_execution(execution, kind="run", detailed=detailed, url_prefix=prefix))
-        )
+
+        def launch(wait: bool) -> Awaitable[Execution]:
+            return runtime.run(version, body) if wait else runtime.start(version, body)
+
+        return await self._answer(request, mode, "run", prefix, launch)
 
     async def _resume(
         self, request: web.Request, principal: permissions.Principal, ref: WorkflowRef, prefix: str
     ) -> web.StreamResponse:
         mode = parse.mode_of(request)
-        detailed = parse.flag(request, "detailed")
         self.auth.require(principal, permissions.run_permission(ref))
         execution_id = request.match_info["execution_id"]
         await self.app.execution_of(ref, execution_id)
         body = await parse.read_json(request, self.limits.max_body_bytes)
         runtime = self.app.runtime
+
+        def launch(wait: bool) -> Awaitable[Execution]:
+            return runtime.resume(execution_id, body, wait=wait)
+
+        return await self._answer(request, mode, "resume", prefix, launch)
+
+    async def _answer(
+        self,
+        request: web.Request,
+        mode: str,
+        kind: str,
+        prefix: str,
+        launch: Callable[[bool], Awaitable[Execution]],
+    ) -> web.StreamResponse:
+        """Sync waits for the run to settle; async and stream return as soon as it is under way."""
+        if mode == "sync":
+            detailed = parse.flag(request, "detailed")
+            execution = await launch(True)
+            shaped = shape_execution(execution, kind=kind, detailed=detailed, url_prefix=prefix)
+            return json_response(*_swap(shaped))
+        execution = await launch(False)
         if mode == "stream":
-            execution = await runtime.resume(execution_id, body, wait=False)
             return await self._stream(request, execution, prefix)
-        if mode == "async":
-            execution = await runtime.resume(execution_id, body, wait=False)
-            return json_response(
-                *_swap(shape_execution(execution, kind="async", detailed=True, url_prefix=prefix))
-            )
-        execution = await runtime.resume(execution_id, body, wait=True)
-        return json_response(
-            *_swap(shape_execution(execution, kind="resume", detailed=detailed, url_prefix=prefix))
-        )
+        shaped = shape_execution(execution, kind="async", detailed=True, url_prefix=prefix)
+        return json_response(*_swap(shaped))
 
     async def _status(
         self, request: web.Request, principal: permissions.Principal, ref: WorkflowRef, prefix: str

@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from adapters.config import StandaloneOptions
+from adapters.http.auth import install_bearer_challenge
 from adapters.http.endpoint_cache import EndpointCache
 from adapters.http.errors import status_for
 from adapters.http.gateway import HttpServiceGateway, error_body
@@ -76,6 +77,7 @@ def build_standalone_app(
     gateway.cache = EndpointCache(gateway.fetch, **cache_kwargs)
     app[GATEWAY] = gateway
     app[OPTIONS] = options
+    install_bearer_challenge(app)
     app.cleanup_ctx.append(_client_session(session))
     app.cleanup_ctx.append(_warm_up)
 

@@ -14,17 +14,19 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ports.auth import ApiKeyStore
 from ports.storage import Catalog, ExecutionStore, ServiceStore
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class Storage(Protocol):
-    """What every storage adapter offers: the three ports plus its own lifetime."""
+    """What the SQLite and PostgreSQL adapters offer: the ports plus their own lifetime."""
 
     catalog: Catalog
     services: ServiceStore
     executions: ExecutionStore
+    api_keys: ApiKeyStore
 
     async def ping(self) -> bool: ...
 

@@ -123,7 +123,7 @@ async def migrate(
     async with conn.transaction():
         target = check_schema_name(schema) if schema else None
         await conn.execute(
-            "SELECT $1::int, $2::text",
+            "SELECT pg_advisory_xact_lock($1, hashtext(coalesce($2::text, current_schema(), '')))",
             LOCK_CLASS,
             target,
         )

@@ -447,7 +447,9 @@ class PostgresApiKeyStore:
         return None if row is None else _api_key(tuple(row))
 
     async def get(self, key_id: str) -> ApiKey | None:
-        row = await self._pool.fetchrow(f"SELECT {_API_KEY} FROM api_keys WHERE key_id = $1", key_id)
+        row = await self._pool.fetchrow(
+            f"SELECT {_API_KEY} FROM api_keys WHERE key_id = $1", key_id
+        )
         return None if row is None else _api_key(tuple(row))
 
     async def list(self) -> list[ApiKey]:

@@ -141,7 +141,10 @@ async def test_concurrent_updates_from_two_replicas_never_lose_a_change():
 
         await asyncio.wait_for(
             asyncio.gather(
-                *((one, two)[i % 2].services.update("billing", adding(n)) for i, n in enumerate(names))
+                *(
+                    (one, two)[i % 2].services.update("billing", adding(n))
+                    for i, n in enumerate(names)
+                )
             ),
             BOUND,
         )
@@ -154,10 +157,7 @@ async def test_concurrent_registers_from_two_replicas_get_distinct_versions():
     async with replicas(2) as (one, two):
         results = await asyncio.wait_for(
             asyncio.gather(
-                *(
-                    (one, two)[i % 2].catalog.register([wf("a/x", f"source {i}")])
-                    for i in range(10)
-                )
+                *((one, two)[i % 2].catalog.register([wf("a/x", f"source {i}")]) for i in range(10))
             ),
             BOUND,
         )
