@@ -42,7 +42,7 @@ class LoadResult:
     operations: int
     errors: int
     warmup_operations: int
-    http_requests: int
+    http_requests: int  # made by the successful operations
     seconds: float
     ops_per_s: float
     p50_ms: float
@@ -70,66 +70,84 @@ def new_session(concurrency: int, timeout: float = 60.0) -> aiohttp.ClientSessio
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
 
 
+class Sample:
+    """What the measured operations of one or more loads produced (rounds add to it)."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.issued = 0
+        self.http_requests = 0
+        self.failures: Counter[str] = Counter()
+        self.seconds = 0.0
+        self.warmup_operations = 0
+
+    def result(self, concurrency: int) -> LoadResult:
+        ordered = sorted(self.latencies)
+        done, elapsed = len(ordered), self.seconds
+        return LoadResult(
+            concurrency=concurrency,
+            operations=done,
+            errors=self.issued - done,
+            warmup_operations=self.warmup_operations,
+            http_requests=self.http_requests,
+            seconds=round(elapsed, 3),
+            ops_per_s=round(done / elapsed, 1) if elapsed > 0 else 0.0,
+            p50_ms=_ms(percentile(ordered, 0.50)),
+            p90_ms=_ms(percentile(ordered, 0.90)),
+            p99_ms=_ms(percentile(ordered, 0.99)),
+            max_ms=_ms(ordered[-1] if ordered else 0.0),
+            mean_ms=_ms(sum(ordered) / done if done else 0.0),
+            failures=dict(self.failures.most_common(5)),
+        )
+
+
 async def _drive(
     session: aiohttp.ClientSession,
     operation: Operation,
     concurrency: int,
     count: int,
     seconds: float,
-) -> tuple[list[float], int, int, Counter[str], float]:
-    latencies: list[float] = []
-    failures: Counter[str] = Counter()
+    sample: Sample,
+) -> None:
     issued = 0
-    http_requests = 0
     started = time.perf_counter()
     deadline = started + seconds
 
     async def worker() -> None:
-        nonlocal issued, http_requests
+        nonlocal issued
         while issued < count and time.perf_counter() < deadline:
             issued += 1
             begun = time.perf_counter()
             try:
-                http_requests += await operation(session)
+                # Not `sample.http_requests += await ...`: that reads the counter before the
+                # await and loses the other workers' increments made meanwhile.
+                made = await operation(session)
             except Failed as exc:
-                failures[exc.why] += 1
+                sample.failures[exc.why] += 1
                 continue
             except (TimeoutError, aiohttp.ClientError) as exc:
-                failures[type(exc).__name__] += 1
+                sample.failures[type(exc).__name__] += 1
                 continue
-            latencies.append(time.perf_counter() - begun)
+            sample.latencies.append(time.perf_counter() - begun)
+            sample.http_requests += made
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, issued, http_requests, failures, time.perf_counter() - started
+    sample.issued += issued
+    sample.seconds += time.perf_counter() - started
 
 
-async def run_load(operation: Operation, concurrency: int, limits: Limits) -> LoadResult:
-    warmed: list[float] = []
+async def run_load(
+    operation: Operation, concurrency: int, limits: Limits, sample: Sample | None = None
+) -> LoadResult:
+    """Warm up, then measure into `sample` (a fresh one unless given); the sample's result."""
+    sample = sample if sample is not None else Sample()
     async with new_session(concurrency) as session:
         if limits.warmup:
-            warmed, *_ = await _drive(
-                session, operation, concurrency, limits.warmup, limits.seconds
-            )
-        latencies, issued, http_requests, failures, elapsed = await _drive(
-            session, operation, concurrency, limits.requests, limits.seconds
-        )
-    latencies.sort()
-    done = len(latencies)
-    return LoadResult(
-        concurrency=concurrency,
-        operations=done,
-        errors=issued - done,
-        warmup_operations=len(warmed),
-        http_requests=http_requests,
-        seconds=round(elapsed, 3),
-        ops_per_s=round(done / elapsed, 1) if elapsed > 0 else 0.0,
-        p50_ms=_ms(percentile(latencies, 0.50)),
-        p90_ms=_ms(percentile(latencies, 0.90)),
-        p99_ms=_ms(percentile(latencies, 0.99)),
-        max_ms=_ms(latencies[-1] if latencies else 0.0),
-        mean_ms=_ms(sum(latencies) / done if done else 0.0),
-        failures=dict(failures.most_common(5)),
-    )
+            warm = Sample()
+            await _drive(session, operation, concurrency, limits.warmup, limits.seconds, warm)
+            sample.warmup_operations += len(warm.latencies)
+        await _drive(session, operation, concurrency, limits.requests, limits.seconds, sample)
+    return sample.result(concurrency)
 
 
 def _ms(seconds: float) -> float:

@@ -15,7 +15,7 @@ import aiohttp
 import attrs
 
 from bench import procs
-from bench.load import Limits, LoadResult, Operation, run_load
+from bench.load import Limits, LoadResult, Operation, Sample, run_load
 from bench.operations import async_run, echo_call, pause_resume
 from bench.profile import recording, summarise
 from bench.workloads import (
@@ -46,15 +46,24 @@ class Plan:
     catalog_total: int
     catalog_namespaces: int
     profile: bool
+    rounds: int  # compared cases alternate A B B A ... in this many rounds, against drift
 
     @classmethod
     def make(cls, quick: bool, profile: bool) -> Plan:
         if quick:
-            return cls(quick, 500, 5.0, 50, (1_000, 5_000), 120.0, 10, 10_000, 100, profile)
-        return cls(False, 5_000, 20.0, 200, (10_000, 100_000), 1_200.0, 10, 10_000, 100, profile)
+            return cls(quick, 3_000, 3.0, 100, (1_000, 5_000), 120.0, 10, 10_000, 100, profile, 2)
+        return cls(
+            False, 50_000, 10.0, 300, (10_000, 100_000), 1_200.0, 10, 10_000, 100, profile, 4
+        )
 
     def limits(self) -> Limits:
         return Limits(self.requests, self.seconds, self.warmup)
+
+    def round_limits(self) -> Limits:
+        rounds = self.rounds
+        return Limits(
+            self.requests // rounds, self.seconds / rounds, max(10, self.warmup // rounds)
+        )
 
 
 def say(message: str) -> None:
@@ -121,12 +130,32 @@ class Suite:
         self, label: str, operation: Operation, concurrency: int, limits: Limits | None = None
     ) -> LoadResult:
         result = await run_load(operation, concurrency, limits or self.plan.limits())
+        self._said(label, result)
+        return result
+
+    async def compare(
+        self, cases: list[tuple[str, Operation]], concurrency: int
+    ) -> list[LoadResult]:
+        """Measure the cases in alternating rounds (A B, then B A, ...) so drift hits both."""
+        samples = [Sample() for _ in cases]
+        limits = self.plan.round_limits()
+        for round_ in range(self.plan.rounds):
+            order = list(range(len(cases)))
+            if round_ % 2:
+                order.reverse()
+            for index in order:
+                await run_load(cases[index][1], concurrency, limits, samples[index])
+        results = [sample.result(concurrency) for sample in samples]
+        for (label, _), result in zip(cases, results, strict=True):
+            self._said(label, result)
+        return results
+
+    def _said(self, label: str, result: LoadResult) -> None:
         say(
-            f"{label} c{concurrency}: {result.operations} ops in {result.seconds}s = "
+            f"{label} c{result.concurrency}: {result.operations} ops in {result.seconds}s = "
             f"{result.ops_per_s}/s, p50 {result.p50_ms} ms, p99 {result.p99_ms} ms, "
             f"errors {result.errors}"
         )
-        return result
 
     # --- scenarios -------------------------------------------------------------------------
 
@@ -178,12 +207,14 @@ class Suite:
     async def async_(self) -> dict[str, Any]:
         runs = []
         async with self.flux("async") as server:
+            sync_op = echo_call(server.url + SYNC_PATH)
+            async_op = async_run(server.url, SYNC_PATH)
             for concurrency in (1, 16):
-                sync_op = echo_call(server.url + SYNC_PATH)
-                baseline = await self.measure("async baseline: sync", sync_op, concurrency)
+                baseline, result = await self.compare(
+                    [("async baseline: sync", sync_op), ("async submit + poll", async_op)],
+                    concurrency,
+                )
                 runs.append(run_row("baseline: sync call", baseline))
-                async_op = async_run(server.url, SYNC_PATH)
-                result = await self.measure("async submit + poll", async_op, concurrency)
                 row = run_row("async submit, poll status until COMPLETED", result)
                 if result.operations:
                     row["polls_per_op"] = round(result.http_requests / result.operations - 1, 2)
@@ -199,47 +230,45 @@ class Suite:
                 direct_op = echo_call(server.url + SYNC_PATH)
                 proxy_op = echo_call(proxy.url + "/one")
                 for concurrency in (1, 16):
-                    direct = await self.measure("main server direct", direct_op, concurrency)
+                    direct, via = await self.compare(
+                        [("main server direct", direct_op), ("standalone", proxy_op)],
+                        concurrency,
+                    )
                     runs.append(run_row("main server directly", direct))
-                    via = await self.measure("standalone", proxy_op, concurrency)
                     runs.append(run_row("standalone process -> main server", via))
         return {"title": "Standalone process vs the main server directly", "runs": runs}
 
     async def catalog(self) -> dict[str, Any]:
+        """Two fresh servers, a small and a large catalog, measured in alternating rounds."""
         plan = self.plan
-        fillers = filler_plan(plan.catalog_total - BENCH_WORKFLOWS, plan.catalog_namespaces - 1)
-        first_namespace = next(iter(fillers))
-        small = fillers[first_namespace][: plan.catalog_small - BENCH_WORKFLOWS]
+        small = filler_plan(plan.catalog_small - BENCH_WORKFLOWS, 1)
+        large = filler_plan(plan.catalog_total - BENCH_WORKFLOWS, plan.catalog_namespaces - 1)
         runs = []
         extra: dict[str, Any] = {}
-        async with self.flux("catalog") as server:
-            timeout = aiohttp.ClientTimeout(total=300)
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                await register(session, server.url, filler_module(first_namespace, small), "s.py")
-                sizes = [await count_workflows(session, server.url)]
-                operation = echo_call(server.url + SYNC_PATH)
-                for concurrency in (1, 16):
-                    result = await self.measure(f"catalog {sizes[0]}", operation, concurrency)
-                    runs.append(run_row(f"catalog of {sizes[0]} workflows", result))
-
-                rest = {ns: [n for n in names if n not in small] for ns, names in fillers.items()}
+        async with self.flux("catalog-small") as lean, self.flux("catalog-large") as full:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+                await self._register_all(session, lean.url, small)
                 started = time.perf_counter()
-                await self._register_all(session, server.url, rest)
+                await self._register_all(session, full.url, large)
                 took = time.perf_counter() - started
-                sizes.append(await count_workflows(session, server.url))
-                registered = sizes[1] - sizes[0]
-                extra["registration"] = {
-                    "workflows": registered,
-                    "modules": len(rest),
-                    "seconds": round(took, 2),
-                    "workflows_per_s": round(registered / took, 1) if took else None,
-                }
-                say(f"catalog: registered {registered} workflows in {took:.1f}s")
-                for concurrency in (1, 16):
-                    result = await self.measure(f"catalog {sizes[1]}", operation, concurrency)
-                    runs.append(run_row(f"catalog of {sizes[1]} workflows", result))
+                sizes = [await count_workflows(session, s.url) for s in (lean, full)]
+            registered = sizes[1] - BENCH_WORKFLOWS
+            extra["registration"] = {
+                "workflows": registered,
+                "modules": len(large),
+                "seconds": round(took, 2),
+                "workflows_per_s": round(registered / took, 1) if took else None,
+            }
+            say(f"catalog: registered {registered} workflows in {took:.1f}s; sizes {sizes}")
+            cases = [
+                (f"catalog {sizes[0]}", echo_call(lean.url + SYNC_PATH)),
+                (f"catalog {sizes[1]}", echo_call(full.url + SYNC_PATH)),
+            ]
+            for concurrency in (1, 16):
+                for size, result in zip(sizes, await self.compare(cases, concurrency), strict=True):
+                    runs.append(run_row(f"catalog of {size} workflows", result))
         extra["catalog_sizes"] = sizes
-        extra["namespaces"] = 1 + len(fillers)
+        extra["namespaces"] = [1 + len(small), 1 + len(large)]
         return {"title": "Catalog size: same call, small and large catalog", "runs": runs, **extra}
 
     async def _register_all(
@@ -256,12 +285,14 @@ class Suite:
     async def pause(self) -> dict[str, Any]:
         runs = []
         async with self.flux("pause") as server:
+            sync_op = echo_call(server.url + SYNC_PATH)
+            pause_op = pause_resume(server.url, HOLD_PATH)
             for concurrency in (1, 16):
-                sync_op = echo_call(server.url + SYNC_PATH)
-                baseline = await self.measure("pause baseline: sync", sync_op, concurrency)
+                baseline, result = await self.compare(
+                    [("pause baseline: sync", sync_op), ("pause + resume", pause_op)],
+                    concurrency,
+                )
                 runs.append(run_row("baseline: sync call", baseline))
-                operation = pause_resume(server.url, HOLD_PATH)
-                result = await self.measure("pause + resume", operation, concurrency)
                 runs.append(run_row("pause (202), then resume (200)", result))
         return {"title": "Pause then resume round trip", "runs": runs}
 

@@ -41,6 +41,7 @@ class FluxApp:
         self.runtime = runtime
         self._memo_key: tuple[int, int] = (-1, -1)
         self._resolutions: dict[str, Resolution | None] = {}
+        self._versions: dict[tuple[WorkflowRef, int | None], WorkflowVersion] = {}
         self._snapshot: CatalogSnapshot | None = None
 
     # -- catalog -----------------------------------------------------------------------------
@@ -100,10 +101,30 @@ class FluxApp:
 
     async def resolution(self, name: str) -> Resolution:
         """The service's resolution against the catalog as it is now (memoised)."""
+        await self._refresh_memo()
+        return await self._memoised_resolution(name)
+
+    async def endpoint(self, service: str, workflow: str) -> Endpoint:
+        return find_endpoint(await self.resolution(service), workflow)
+
+    async def service_version(
+        self, service: str, workflow: str, version: int | None = None
+    ) -> WorkflowVersion:
+        """The workflow version a call to `/services/{service}/{workflow}` runs."""
+        await self._refresh_memo()
+        endpoint = find_endpoint(await self._memoised_resolution(service), workflow)
+        return await self._memoised_version(
+            endpoint.workflow.ref, version or endpoint.workflow.version
+        )
+
+    async def _refresh_memo(self) -> None:
         key = (await self.services.revision(), await self.catalog.revision())
         if key != self._memo_key:
             self._memo_key = key
             self._resolutions = {}
+            self._versions = {}
+
+    async def _memoised_resolution(self, name: str) -> Resolution:
         if name not in self._resolutions:
             service = await self.services.get(name)
             self._resolutions[name] = (
@@ -114,8 +135,12 @@ class FluxApp:
             raise ServiceNotFound(f"service '{name}' not found", service=name)
         return found
 
-    async def endpoint(self, service: str, workflow: str) -> Endpoint:
-        return find_endpoint(await self.resolution(service), workflow)
+    async def _memoised_version(self, ref: WorkflowRef, version: int | None) -> WorkflowVersion:
+        key = (ref, version)
+        found = self._versions.get(key)
+        if found is None:
+            found = self._versions[key] = await self.workflow_version(ref, version)
+        return found
 
     async def _current_snapshot(self) -> CatalogSnapshot:
         revision = await self.catalog.revision()
@@ -126,7 +151,9 @@ class FluxApp:
     # -- executions --------------------------------------------------------------------------
 
     async def pinned(self, ref: WorkflowRef, version: int | None) -> WorkflowVersion:
-        return await self.workflow_version(ref, version)
+        """The version a by-ref call runs: the latest unless one is named."""
+        await self._refresh_memo()
+        return await self._memoised_version(ref, version)
 
     async def execution_of(self, ref: WorkflowRef, execution_id: str) -> Execution:
         """The execution, provided it belongs to `ref` (else it is not found for this route)."""

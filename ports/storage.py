@@ -101,3 +101,32 @@ class ExecutionStore(Protocol):
 
     async def in_states(self, states: Sequence[ExecutionState]) -> list[Execution]:
         """Executions currently in any of `states` (used for recovery on start)."""
+
+    # Leases: with `flux start worker`, an execution is driven by whoever holds its lease
+    # (an owner id and an expiry time). `now` is the caller's clock, in epoch seconds: leases
+    # assume clocks that agree to well within a lease's length.
+
+    async def claim(self, owner: str, *, limit: int, lease: float, now: float) -> list[Execution]:
+        """Take up to `limit` CREATED or RUNNING executions whose lease is free or has expired
+        (oldest first) and lease them to `owner` until `now + lease`, atomically: two
+        claimers never get the same execution. Returns them as stored."""
+
+    async def renew(
+        self, owner: str, execution_ids: Sequence[str], *, lease: float, now: float
+    ) -> list[str]:
+        """Extend `owner`'s leases on those executions that are still CREATED or RUNNING;
+        returns the ids it still holds (one missing from the answer was lost)."""
+
+    async def release(self, owner: str, execution_ids: Sequence[str]) -> None:
+        """Give up `owner`'s leases on these executions: they can be claimed at once."""
+
+    async def save_owned(
+        self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
+    ) -> bool:
+        """`save`, only if `owner` still leases the execution and it is CREATED or RUNNING;
+        returns False (and writes nothing) otherwise. A state other than CREATED or RUNNING
+        ends the lease in the same transaction."""
+
+    async def append_owned(self, owner: str, events: Sequence[ExecutionEvent]) -> bool:
+        """`append`, only if `owner` still leases the events' execution (and it is CREATED or
+        RUNNING); returns False (and writes nothing) otherwise."""

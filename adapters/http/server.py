@@ -24,7 +24,7 @@ from core import permissions
 from core.convert import service_json, workflow_info_json
 from core.errors import FluxError, InvalidRequest, NotFound, PayloadTooLarge
 from core.mcp_tools import mcp_info
-from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef
+from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef, WorkflowVersion
 from core.openapi import service_openapi
 from core.responses import detailed_body, error_body, event_payload, shape_execution, sse_message
 from core.services import parse_new_service, parse_service_update
@@ -179,8 +179,10 @@ class Routes:
     async def run_ref(self, request: web.Request) -> web.StreamResponse:
         principal = await self.auth.principal(request)
         ref = _ref_of(request)
-        prefix = f"/workflows/{ref.namespace}/{ref.name}"
-        return await self._run(request, principal, ref, prefix)
+        version = await self.app.pinned(ref, parse.version_of(request))
+        return await self._run(
+            request, principal, version, f"/workflows/{ref.namespace}/{ref.name}"
+        )
 
     async def resume_ref(self, request: web.Request) -> web.StreamResponse:
         principal = await self.auth.principal(request)
@@ -244,10 +246,8 @@ class Routes:
     async def call_endpoint(self, request: web.Request) -> web.StreamResponse:
         principal = await self.auth.principal(request)
         service, workflow = request.match_info["service"], request.match_info["workflow"]
-        endpoint = await self.app.endpoint(service, workflow)
-        return await self._run(
-            request, principal, endpoint.workflow.ref, f"/services/{service}/{workflow}"
-        )
+        version = await self.app.service_version(service, workflow, parse.version_of(request))
+        return await self._run(request, principal, version, f"/services/{service}/{workflow}")
 
     async def resume_endpoint(self, request: web.Request) -> web.StreamResponse:
         principal = await self.auth.principal(request)
@@ -268,10 +268,13 @@ class Routes:
     # -- executions, shared by service endpoints and by-ref routes -----------------------------
 
     async def _run(
-        self, request: web.Request, principal: permissions.Principal, ref: WorkflowRef, prefix: str
+        self,
+        request: web.Request,
+        principal: permissions.Principal,
+        version: WorkflowVersion,
+        prefix: str,
     ) -> web.StreamResponse:
         mode = parse.mode_of(request)
-        version = await self.app.pinned(ref, parse.version_of(request))
         self.auth.require(principal, permissions.run_permission(version.info.ref))
         body = await parse.read_json(request, self.limits.max_body_bytes)
         runtime = self.app.runtime

@@ -1,10 +1,10 @@
 """Pick and open the storage adapter a database URL names.
 
-- `sqlite:///relative/flux.db`, `sqlite:////absolute/flux.db` or a plain path: SQLite, one
-  machine (the parent directory is created if missing).
-- `postgresql://user:password@host:5432/db` (or `postgres://`): PostgreSQL, any number of
-  replicas. An optional `?schema=NAME` keeps Flux's tables in that schema; every other query
-  parameter is passed on to asyncpg (e.g. `sslmode=require`).
+- `sqlite:///relative/flux.db`, `sqlite:////absolute/flux.db` (also `sqlite+aiosqlite://`) or
+  a plain path: SQLite, one machine (the parent directory is created if missing).
+- `postgresql://user:password@host:5432/db` (also `postgres://`, `postgresql+asyncpg://`):
+  PostgreSQL, any number of replicas. An optional `?schema=NAME` keeps Flux's tables in that
+  schema; every other query parameter is passed on to asyncpg (e.g. `sslmode=require`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from adapters import config
 from ports.auth import ApiKeyStore
 from ports.storage import Catalog, ExecutionStore, ServiceStore
 
-POSTGRES_SCHEMES = ("postgresql", "postgres")
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 
 
 class Storage(Protocol):
@@ -33,14 +34,16 @@ class Storage(Protocol):
     async def close(self) -> None: ...
 
 
-def sqlite_path(database_url: str) -> Path | None:
+def sqlite_file(database_url: str) -> Path | None:
     """The file of a SQLite URL or plain path; None when the URL names another database."""
-    for prefix in ("sqlite:///", "sqlite://"):
-        if database_url.startswith(prefix):
-            return Path(database_url[len(prefix) :])
     if "://" in database_url:
-        return None
-    return Path(database_url)
+        path = config.sqlite_path(database_url)
+    else:
+        path = database_url
+    if path == ":memory:":
+        # Every connection to :memory: is a database of its own, and the adapter uses two.
+        raise ValueError("an in-memory SQLite database is not supported: name a file")
+    return None if path is None else Path(path)
 
 
 def postgres_dsn(database_url: str) -> tuple[str, str | None] | None:
@@ -51,7 +54,7 @@ def postgres_dsn(database_url: str) -> tuple[str, str | None] | None:
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((value for key, value in query if key == "schema"), None)
     rest = urlencode([(key, value) for key, value in query if key != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema or None
+    return urlunsplit(parts._replace(scheme="postgresql", query=rest)), schema or None
 
 
 async def open_storage(database_url: str) -> Storage:
@@ -62,7 +65,7 @@ async def open_storage(database_url: str) -> Storage:
         from adapters.storage.postgres import PostgresStorage
 
         return await PostgresStorage.open(dsn[0], schema=dsn[1])
-    path = sqlite_path(database_url)
+    path = sqlite_file(database_url)
     if path is None:
         # Only the scheme goes into the message: the rest may hold a password.
         raise ValueError(

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from attrs import evolve
 
-from adapters.storage.factory import open_storage
+from adapters.storage.factory import open_storage, postgres_dsn
 from adapters.storage.migrations import Migration
 from adapters.storage.pg_migrations import MIGRATIONS, migrate
 from adapters.storage.postgres import PostgresStorage
@@ -257,3 +257,19 @@ async def test_factory_refuses_other_databases_without_echoing_the_url():
     with pytest.raises(ValueError, match="'mysql'") as raised:
         await open_storage("mysql://user:secret@host/db")
     assert "secret" not in str(raised.value)
+
+
+async def test_factory_refuses_in_memory_sqlite():
+    # The SQLite adapter uses two connections; with :memory: they would be two databases.
+    for url in (":memory:", "sqlite://"):
+        with pytest.raises(ValueError, match="in-memory"):
+            await open_storage(url)
+
+
+def test_postgres_urls_in_every_spelling_give_one_dsn():
+    expected = ("postgresql://u:p@db:5432/flux?sslmode=require", "flux_prod")
+    for scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        url = f"{scheme}://u:p@db:5432/flux?schema=flux_prod&sslmode=require"
+        assert postgres_dsn(url) == expected
+    assert postgres_dsn("postgresql://db/flux") == ("postgresql://db/flux", None)
+    assert postgres_dsn("sqlite:///flux.db") is None
