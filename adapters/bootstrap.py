@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 
 from aiohttp import web
 from attrs import frozen
@@ -14,7 +13,7 @@ from adapters.auth.authenticator import Authenticator, verifier_from_settings
 from adapters.config import Settings
 from adapters.http.auth import RequestAuth, install_bearer_challenge
 from adapters.http.server import Limits, Routes, errors_as_json
-from adapters.storage.sqlite import SqliteStorage
+from adapters.storage.factory import Storage, open_storage
 from engine.app import FluxApp
 from engine.registration import WorkflowLoader
 from engine.runtime import Runtime
@@ -26,27 +25,15 @@ log = logging.getLogger("flux.auth")
 class Flux:
     """Everything a running main server holds."""
 
-    storage: SqliteStorage
+    storage: Storage
     runtime: Runtime
     app: FluxApp
     auth: RequestAuth
 
 
-def sqlite_path(database_url: str) -> Path:
-    """`sqlite:///relative/file.db`, `sqlite:////absolute/file.db` or a plain path."""
-    for prefix in ("sqlite:///", "sqlite://"):
-        if database_url.startswith(prefix):
-            return Path(database_url[len(prefix) :])
-    if "://" in database_url:
-        raise ValueError(f"unsupported database URL {database_url!r}: use sqlite:///path.db")
-    return Path(database_url)
-
-
 @asynccontextmanager
 async def open_flux(settings: Settings) -> AsyncIterator[Flux]:
-    path = sqlite_path(settings.database_url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    storage = await SqliteStorage.open(path)
+    storage = await open_storage(settings.database_url)
     try:
         loader = WorkflowLoader()
 
@@ -68,7 +55,7 @@ async def open_flux(settings: Settings) -> AsyncIterator[Flux]:
         await storage.close()
 
 
-def build_auth(settings: Settings, storage: SqliteStorage) -> Authenticator:
+def build_auth(settings: Settings, storage: Storage) -> Authenticator:
     """Who may call the main server: everyone when auth is off; else API keys from the
     server's database and, when configured, OIDC tokens. `open_flux` closes it (the JWKS
     client session) on shutdown."""

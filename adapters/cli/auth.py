@@ -11,41 +11,37 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from adapters.auth.api_keys import ApiKeys
 from adapters.cli import render
-from adapters.config import ConfigError, load_settings, sqlite_path
+from adapters.config import ConfigError, load_settings
 from core.errors import AlreadyExists, InvalidRequest, NotFound
 from ports.auth import ApiKey
 
 T = TypeVar("T")
 
 
-def _database(database_url: str | None) -> Path:
+def _database_url(database_url: str | None) -> str:
     try:
-        settings = load_settings({"database_url": database_url})
+        return load_settings({"database_url": database_url}).database_url
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    path = sqlite_path(settings.database_url)
-    if path is None or path == ":memory:":
-        raise click.UsageError(
-            f"API keys are managed on a SQLite database file, not {settings.database_url!r}"
-        )
-    return Path(path)
 
 
 def _with_keys(database_url: str | None, job: Callable[[ApiKeys], Awaitable[T]]) -> T:
-    path = _database(database_url)
+    url = _database_url(database_url)
 
     async def run() -> T:
-        from adapters.storage.sqlite import SqliteStorage  # the storage only when needed
+        # Imported here: only these commands need the storage adapters.
+        from adapters.storage.factory import open_storage
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        storage = await SqliteStorage.open(path)
+        try:
+            storage = await open_storage(url)
+        except ValueError as exc:  # an unsupported or unusable database URL
+            raise click.UsageError(str(exc)) from None
         try:
             return await job(ApiKeys(storage.api_keys))
         finally:
@@ -78,7 +74,7 @@ def _database_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--database-url",
         metavar="URL",
-        help="The server's database (default: database_url from settings, .flux/flux.db).",
+        help="The server's database: sqlite:///path or postgresql://... (default: settings).",
     )(fn)
 
 

@@ -156,6 +156,7 @@ class MemoryExecutionStore:
     def __init__(self) -> None:
         self._executions: dict[str, Execution] = {}
         self._events: dict[str, dict[int, ExecutionEvent]] = {}
+        self._leases: dict[str, tuple[str, float]] = {}  # execution id -> (owner, until)
 
     async def create(self, execution: Execution) -> None:
         if execution.execution_id in self._executions:
@@ -186,6 +187,58 @@ class MemoryExecutionStore:
         found = [e for e in self._executions.values() if e.state in wanted]
         return sorted(found, key=lambda e: (e.created_at, e.execution_id))
 
+    async def claim(
+        self, owner: str, *, limit: int, lease: float, now: float
+    ) -> list[Execution]:
+        claimable = [
+            e
+            for e in await self.in_states(_LEASABLE)
+            if e.execution_id not in self._leases or self._leases[e.execution_id][1] < now
+        ]
+        taken = claimable[: max(0, limit)]
+        for execution in taken:
+            self._leases[execution.execution_id] = (owner, now + lease)
+        return taken
+
+    async def renew(
+        self, owner: str, execution_ids: Sequence[str], *, lease: float, now: float
+    ) -> list[str]:
+        held = [i for i in dict.fromkeys(execution_ids) if self._owns(owner, i)]
+        for execution_id in held:
+            self._leases[execution_id] = (owner, now + lease)
+        return held
+
+    async def release(self, owner: str, execution_ids: Sequence[str]) -> None:
+        for execution_id in execution_ids:
+            if self._leases.get(execution_id, ("", 0))[0] == owner:
+                del self._leases[execution_id]
+
+    async def save_owned(
+        self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
+    ) -> bool:
+        if not self._owns(owner, execution.execution_id):
+            return False
+        await self.save(execution, events)
+        if execution.state not in _LEASABLE:
+            del self._leases[execution.execution_id]
+        return True
+
+    async def append_owned(self, owner: str, events: Sequence[ExecutionEvent]) -> bool:
+        if not all(self._owns(owner, event.execution_id) for event in events):
+            return False
+        await self.append(events)
+        return True
+
+    def _owns(self, owner: str, execution_id: str) -> bool:
+        execution = self._executions.get(execution_id)
+        lease = self._leases.get(execution_id)
+        return (
+            execution is not None
+            and execution.state in _LEASABLE
+            and lease is not None
+            and lease[0] == owner
+        )
+
     def _checked_events(self, events: Sequence[ExecutionEvent]) -> list[ExecutionEvent]:
         # Check the whole batch before writing any of it: the SQLite twin writes all or nothing.
         copies = [evolve(event, value=_copy_json(event.value)) for event in events]
@@ -204,6 +257,9 @@ class MemoryExecutionStore:
     def _add(self, events: list[ExecutionEvent]) -> None:
         for event in events:
             self._events.setdefault(event.execution_id, {})[event.seq] = event
+
+
+_LEASABLE = (ExecutionState.CREATED, ExecutionState.RUNNING)
 
 
 def _stored_execution(execution: Execution) -> Execution:
