@@ -43,7 +43,11 @@ async def recording(pid: int, output: Path, rate: int = 250) -> AsyncIterator[No
     exe = py_spy()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
-    args = ["record", "--pid", str(pid), "--rate", str(rate), "--threads", "--format", "raw"]
+    # --gil: only samples holding the GIL, i.e. Python CPU time. Idle detection does not work
+    # on every kernel (select() and queue waits showed up as busy), and the GIL is the
+    # resource the server saturates; SQLite work outside the GIL is not in this profile.
+    args = ["record", "--pid", str(pid), "--rate", str(rate), "--threads", "--gil"]
+    args += ["--format", "raw"]
     spy = await asyncio.create_subprocess_exec(
         exe,
         *args,

@@ -187,9 +187,7 @@ class MemoryExecutionStore:
         found = [e for e in self._executions.values() if e.state in wanted]
         return sorted(found, key=lambda e: (e.created_at, e.execution_id))
 
-    async def claim(
-        self, owner: str, *, limit: int, lease: float, now: float
-    ) -> list[Execution]:
+    async def claim(self, owner: str, *, limit: int, lease: float, now: float) -> list[Execution]:
         claimable = [
             e
             for e in await self.in_states(_LEASABLE)

@@ -96,6 +96,14 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        4,
+        "execution leases, for worker processes",
+        """
+        ALTER TABLE executions ADD COLUMN lease_owner TEXT;
+        ALTER TABLE executions ADD COLUMN lease_until REAL;
+        """,
+    ),
 ]
 
 _LEDGER = """

@@ -88,6 +88,15 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        2,
+        "execution leases, for worker processes",
+        """
+        ALTER TABLE executions ADD COLUMN lease_owner TEXT, ADD COLUMN lease_until DOUBLE PRECISION;
+        CREATE INDEX executions_leasable ON executions (created_at, id)
+            WHERE state IN ('CREATED', 'RUNNING');
+        """,
+    ),
 ]
 
 _LEDGER = """

@@ -403,7 +403,96 @@ class PostgresExecutionStore:
         )
         return [_execution(tuple(row)) for row in found]
 
+    async def claim(self, owner: str, *, limit: int, lease: float, now: float) -> list[Execution]:
+        # SKIP LOCKED: concurrent claimers pass over each other's rows instead of queueing on
+        # them, so each gets a different batch.
+        found = await self._pool.fetch(
+            "UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE id IN ("
+            f"SELECT id FROM executions WHERE state IN {_LEASABLE} "
+            "AND (lease_until IS NULL OR lease_until < $3) "
+            "ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {_EXECUTION}",
+            owner,
+            now + lease,
+            now,
+            max(0, limit),
+        )
+        claimed = [_execution(tuple(row)) for row in found]
+        return sorted(claimed, key=lambda e: (e.created_at, e.execution_id))
 
+    async def renew(
+        self, owner: str, execution_ids: Sequence[str], *, lease: float, now: float
+    ) -> list[str]:
+        if not execution_ids:
+            return []
+        found = await self._pool.fetch(
+            "UPDATE executions SET lease_until = $1 WHERE lease_owner = $2 "
+            f"AND state IN {_LEASABLE} AND id = ANY($3::text[]) RETURNING id",
+            now + lease,
+            owner,
+            list(dict.fromkeys(execution_ids)),
+        )
+        return [row["id"] for row in found]
+
+    async def release(self, owner: str, execution_ids: Sequence[str]) -> None:
+        if execution_ids:
+            await self._pool.execute(
+                "UPDATE executions SET lease_owner = NULL, lease_until = NULL "
+                "WHERE lease_owner = $1 AND id = ANY($2::text[])",
+                owner,
+                list(dict.fromkeys(execution_ids)),
+            )
+
+    async def save_owned(
+        self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
+    ) -> bool:
+        values = _execution_values(execution)
+        keep = execution.state in (ExecutionState.CREATED, ExecutionState.RUNNING)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # The row lock this UPDATE takes orders it against a concurrent claim: either
+                # the claim sees the new state, or this sees the new owner and writes nothing.
+                status = await conn.execute(
+                    "UPDATE executions SET namespace = $2, name = $3, version = $4, state = $5, "
+                    "input = $6, output = $7, error = $8, pause_name = $9, created_at = $10, "
+                    "updated_at = $11, lease_owner = CASE WHEN $13 THEN lease_owner END, "
+                    "lease_until = CASE WHEN $13 THEN lease_until END "
+                    f"WHERE id = $1 AND lease_owner = $12 AND state IN {_LEASABLE}",
+                    *values,
+                    owner,
+                    keep,
+                )
+                if not _affected(status):
+                    return False
+                if events:
+                    await conn.executemany(_INSERT_EVENT, [_event_values(e) for e in events])
+        except asyncpg.UniqueViolationError:
+            raise AlreadyExists("an event with this execution_id and seq already exists") from None
+        return True
+
+    async def append_owned(self, owner: str, events: Sequence[ExecutionEvent]) -> bool:
+        if not events:
+            return True
+        ids = sorted({event.execution_id for event in events})
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # FOR SHARE holds off a takeover until these events are committed, so the new
+                # owner's replay reads them.
+                held = await conn.fetch(
+                    "SELECT id FROM executions WHERE id = ANY($1::text[]) AND lease_owner = $2 "
+                    f"AND state IN {_LEASABLE} FOR SHARE",
+                    ids,
+                    owner,
+                )
+                if len(held) != len(ids):
+                    return False
+                await conn.executemany(_INSERT_EVENT, [_event_values(e) for e in events])
+        except asyncpg.UniqueViolationError:
+            raise AlreadyExists("an event with this execution_id and seq already exists") from None
+        return True
+
+
+_LEASABLE = "('CREATED', 'RUNNING')"
 _API_KEY = "key_id, name, permissions, revoked, created_at"
 
 

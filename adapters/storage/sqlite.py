@@ -355,6 +355,104 @@ class SqliteExecutionStore:
         )
         return [rows.execution_from_row(row) for row in found]
 
+    async def claim(self, owner: str, *, limit: int, lease: float, now: float) -> list[Execution]:
+        async def job(db: aiosqlite.Connection) -> list[Execution]:
+            # One statement inside the writer's transaction: SQLite's write lock makes it
+            # atomic against every other connection and process.
+            found = await _all(
+                db,
+                "UPDATE executions SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                f"SELECT id FROM executions WHERE state IN {_LEASABLE} "
+                "AND (lease_until IS NULL OR lease_until < ?) "
+                "ORDER BY created_at, id LIMIT ?) "
+                f"RETURNING {rows.EXECUTION_COLUMNS}",
+                (owner, now + lease, now, max(0, limit)),
+            )
+            return [rows.execution_from_row(row) for row in found]
+
+        claimed = await self._writer.submit(job)
+        return sorted(claimed, key=lambda e: (e.created_at, e.execution_id))
+
+    async def renew(
+        self, owner: str, execution_ids: Sequence[str], *, lease: float, now: float
+    ) -> list[str]:
+        ids = list(dict.fromkeys(execution_ids))
+        if not ids:
+            return []
+
+        async def job(db: aiosqlite.Connection) -> list[str]:
+            found = await _all(
+                db,
+                "UPDATE executions SET lease_until = ? WHERE lease_owner = ? "
+                f"AND state IN {_LEASABLE} AND id IN ({', '.join('?' * len(ids))}) RETURNING id",
+                (now + lease, owner, *ids),
+            )
+            return [row[0] for row in found]
+
+        return await self._writer.submit(job)
+
+    async def release(self, owner: str, execution_ids: Sequence[str]) -> None:
+        ids = list(dict.fromkeys(execution_ids))
+        if not ids:
+            return
+
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "UPDATE executions SET lease_owner = NULL, lease_until = NULL "
+                f"WHERE lease_owner = ? AND id IN ({', '.join('?' * len(ids))})",
+                (owner, *ids),
+            )
+
+        await self._writer.submit(job)
+
+    async def save_owned(
+        self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
+    ) -> bool:
+        params = rows.execution_to_params(execution)
+        keep = execution.state in (ExecutionState.CREATED, ExecutionState.RUNNING)
+        event_params = [rows.event_to_params(event) for event in events]
+
+        async def job(db: aiosqlite.Connection) -> bool:
+            cursor = await db.execute(
+                "UPDATE executions SET namespace = ?, name = ?, version = ?, state = ?, "
+                "input = ?, output = ?, error = ?, pause_name = ?, created_at = ?, "
+                "updated_at = ?, lease_owner = CASE WHEN ? THEN lease_owner END, "
+                "lease_until = CASE WHEN ? THEN lease_until END "
+                f"WHERE id = ? AND lease_owner = ? AND state IN {_LEASABLE}",
+                (*params[1:], keep, keep, params[0], owner),
+            )
+            updated = cursor.rowcount
+            await cursor.close()
+            if not updated:
+                return False
+            await _insert_events(db, event_params)
+            return True
+
+        return await self._writer.submit(job)
+
+    async def append_owned(self, owner: str, events: Sequence[ExecutionEvent]) -> bool:
+        if not events:
+            return True
+        ids = sorted({event.execution_id for event in events})
+        event_params = [rows.event_to_params(event) for event in events]
+
+        async def job(db: aiosqlite.Connection) -> bool:
+            row = await _one(
+                db,
+                f"SELECT COUNT(*) FROM executions WHERE id IN ({', '.join('?' * len(ids))}) "
+                f"AND lease_owner = ? AND state IN {_LEASABLE}",
+                (*ids, owner),
+            )
+            if row[0] != len(ids):
+                return False
+            await _insert_events(db, event_params)
+            return True
+
+        return await self._writer.submit(job)
+
+
+_LEASABLE = "('CREATED', 'RUNNING')"
+
 
 async def _insert_events(db: aiosqlite.Connection, event_params: list[tuple[Any, ...]]) -> None:
     if not event_params:

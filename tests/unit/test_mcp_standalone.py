@@ -95,11 +95,17 @@ async def test_without_an_issuer_mcp_is_open():
     assert metadata.status_code == 404
 
 
+@pytest.mark.parametrize("forward", [False, True], ids=["own-credentials", "forward-token"])
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_with_an_issuer_tokens_are_required_and_passed_on(issuer, key, mode):
+async def test_with_an_issuer_tokens_are_required(issuer, key, mode, forward):
+    """The MCP token is checked here; it reaches the main server only with forwarding on."""
     gateway = Gateway()
     app = web.Application()
-    mount_mcp(app, gateway, options(mcp_issuer=issuer, mcp_audience=AUDIENCE))
+    mount_mcp(
+        app,
+        gateway,
+        options(mcp_issuer=issuer, mcp_audience=AUDIENCE, mcp_forward_token=forward),
+    )
     async for server in serve(app):
         url = str(server.make_url("/mcp"))
         async with httpx2.AsyncClient(timeout=5) as http:
@@ -122,4 +128,4 @@ async def test_with_an_issuer_tokens_are_required_and_passed_on(issuer, key, mod
     assert metadata.json()["resource"] == url
     assert metadata.json()["authorization_servers"] == [issuer]
     assert "echo" in names and result.structured_content["output"] == {"a": 1}
-    assert gateway.authorizations and set(gateway.authorizations) == {good}
+    assert gateway.authorizations and set(gateway.authorizations) == ({good} if forward else {None})
