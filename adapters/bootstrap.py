@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from aiohttp import web
@@ -15,10 +17,14 @@ from adapters.http.auth import RequestAuth, install_bearer_challenge
 from adapters.http.server import Limits, Routes, errors_as_json
 from adapters.storage.factory import Storage, open_storage
 from engine.app import FluxApp
+from engine.dispatch import Dispatcher
 from engine.registration import WorkflowLoader
 from engine.runtime import Runtime
+from engine.worker import DEFAULT_LEASE, ExecutionWorker
 
 log = logging.getLogger("flux.auth")
+
+EXECUTORS = ("embedded", "workers")
 
 
 @frozen
@@ -26,22 +32,29 @@ class Flux:
     """Everything a running main server holds."""
 
     storage: Storage
-    runtime: Runtime
+    runtime: Runtime | Dispatcher
     app: FluxApp
     auth: RequestAuth
 
 
 @asynccontextmanager
-async def open_flux(settings: Settings) -> AsyncIterator[Flux]:
+async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIterator[Flux]:
+    """`executor`: "embedded" runs executions in this process (one server per database);
+    "workers" only stores them, for `flux start worker` processes to run (any number of
+    replicas)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
     storage = await open_storage(settings.database_url)
     try:
         loader = WorkflowLoader()
-
-        async def load(ref, version):
-            found = await storage.catalog.get(ref, version)
-            return None if found is None else await loader.load(found)
-
-        runtime = Runtime(storage.executions, load=load, loader=loader, workers=settings.workers)
+        runtime: Runtime | Dispatcher
+        if executor == "workers":
+            runtime = Dispatcher(storage.executions, loader=loader)
+        else:
+            load = _loader_of(storage, loader)
+            runtime = Runtime(
+                storage.executions, load=load, loader=loader, workers=settings.workers
+            )
         auth = build_auth(settings, storage)
         try:
             await runtime.recover()
@@ -53,6 +66,14 @@ async def open_flux(settings: Settings) -> AsyncIterator[Flux]:
                 await auth.aclose()
     finally:
         await storage.close()
+
+
+def _loader_of(storage: Storage, loader: WorkflowLoader):
+    async def load(ref, version):
+        found = await storage.catalog.get(ref, version)
+        return None if found is None else await loader.load(found)
+
+    return load
 
 
 def build_auth(settings: Settings, storage: Storage) -> Authenticator:
@@ -68,10 +89,10 @@ def build_auth(settings: Settings, storage: Storage) -> Authenticator:
     return authenticator
 
 
-async def server_app(settings: Settings) -> web.Application:
+async def server_app(settings: Settings, executor: str = "embedded") -> web.Application:
     """The main server as an aiohttp application; its storage and runtime close with it."""
     resources = AsyncExitStack()
-    flux = await resources.enter_async_context(open_flux(settings))
+    flux = await resources.enter_async_context(open_flux(settings, executor))
     limits = Limits(settings.max_body_bytes, settings.max_upload_bytes)
     web_app = web.Application(
         middlewares=[errors_as_json],
@@ -87,12 +108,42 @@ async def server_app(settings: Settings) -> web.Application:
     return web_app
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, executor: str = "embedded") -> None:
     web.run_app(
-        server_app(settings),
+        server_app(settings, executor),
         host=settings.host,
         port=settings.port,
         print=lambda text: print(text, flush=True),
         access_log=None,
         shutdown_timeout=5,
     )
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int = 8,
+    lease: float = DEFAULT_LEASE,
+    ready: Callable[[ExecutionWorker], None] | None = None,
+) -> None:
+    """`flux start worker`: claim and run executions from the settings' database until
+    SIGINT or SIGTERM."""
+    storage = await open_storage(settings.database_url)
+    try:
+        loader = WorkflowLoader()
+        worker = ExecutionWorker(
+            storage.executions,
+            load=_loader_of(storage, loader),
+            loader=loader,
+            concurrency=concurrency,
+            threads=min(settings.workers, concurrency),
+            lease=lease,
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, worker.stop)
+        if ready is not None:
+            ready(worker)
+        await worker.run()
+    finally:
+        await storage.close()

@@ -27,6 +27,7 @@ class Failed(Exception):
 
 
 Operation = Callable[[aiohttp.ClientSession], Awaitable[int]]
+Probe = Callable[[], float]  # a cumulative CPU-seconds counter; read around each measured phase
 
 
 @attrs.frozen
@@ -50,6 +51,8 @@ class LoadResult:
     p99_ms: float
     max_ms: float
     mean_ms: float
+    server_cpu_pct: float | None  # CPU of the process(es) under test while measured; 100 = a core
+    machine_cpu_pct: float | None  # the whole machine, client included; 100 x cores = saturated
     failures: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,6 +83,8 @@ class Sample:
         self.failures: Counter[str] = Counter()
         self.seconds = 0.0
         self.warmup_operations = 0
+        self.server_cpu: float | None = None
+        self.machine_cpu: float | None = None
 
     def result(self, concurrency: int) -> LoadResult:
         ordered = sorted(self.latencies)
@@ -97,6 +102,8 @@ class Sample:
             p99_ms=_ms(percentile(ordered, 0.99)),
             max_ms=_ms(ordered[-1] if ordered else 0.0),
             mean_ms=_ms(sum(ordered) / done if done else 0.0),
+            server_cpu_pct=_pct(self.server_cpu, elapsed),
+            machine_cpu_pct=_pct(self.machine_cpu, elapsed),
             failures=dict(self.failures.most_common(5)),
         )
 
@@ -137,7 +144,12 @@ async def _drive(
 
 
 async def run_load(
-    operation: Operation, concurrency: int, limits: Limits, sample: Sample | None = None
+    operation: Operation,
+    concurrency: int,
+    limits: Limits,
+    sample: Sample | None = None,
+    server: Probe | None = None,
+    machine: Probe | None = None,
 ) -> LoadResult:
     """Warm up, then measure into `sample` (a fresh one unless given); the sample's result."""
     sample = sample if sample is not None else Sample()
@@ -146,8 +158,18 @@ async def run_load(
             warm = Sample()
             await _drive(session, operation, concurrency, limits.warmup, limits.seconds, warm)
             sample.warmup_operations += len(warm.latencies)
+        # Probes read /proc: a few hundred bytes, quick enough to do on the loop twice per load.
+        before = (server() if server else None, machine() if machine else None)
         await _drive(session, operation, concurrency, limits.requests, limits.seconds, sample)
+        if server and before[0] is not None:
+            sample.server_cpu = (sample.server_cpu or 0.0) + server() - before[0]
+        if machine and before[1] is not None:
+            sample.machine_cpu = (sample.machine_cpu or 0.0) + machine() - before[1]
     return sample.result(concurrency)
+
+
+def _pct(cpu: float | None, elapsed: float) -> float | None:
+    return None if cpu is None or elapsed <= 0 else round(100 * cpu / elapsed, 1)
 
 
 def _ms(seconds: float) -> float:

@@ -42,6 +42,25 @@ def read_rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, all its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        # The command name (field 2) may hold spaces; fields after its ')' are fixed.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent not idle, summed over cores (Linux /proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / TICKS
+
+
 class Process:
     """One child process serving HTTP on 127.0.0.1:port."""
 
@@ -94,6 +113,9 @@ class Process:
 
     async def rss_kib(self) -> int:
         return await asyncio.to_thread(read_rss_kib, self.pid)
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.pid)
 
     async def kill(self) -> None:
         """SIGKILL: what is on disk afterwards is what was durable."""

@@ -122,8 +122,8 @@ def markdown(document: dict[str, Any]) -> str:
         f"load average at start {machine['loadavg_at_start']}. Client, server(s) and ceiling "
         "share these cores.",
         "",
-        "| Scenario | Case | Conc. | req/s | p50 ms | p99 ms | ops | errors |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| Scenario | Case | Conc. | req/s | p50 ms | p99 ms | ops | errors | server CPU | CPU/op |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name, scenario in document["scenarios"].items():
         for row in scenario.get("runs", []):
@@ -132,7 +132,8 @@ def markdown(document: dict[str, Any]) -> str:
                 case += f" ({row['polls_per_op']} polls/op)"
             lines.append(
                 f"| {name} | {case} | {row['concurrency']} | {row['ops_per_s']} | {row['p50_ms']} "
-                f"| {row['p99_ms']} | {row['operations']} | {row['errors']} |"
+                f"| {row['p99_ms']} | {row['operations']} | {row['errors']} "
+                f"| {_cpu(row['server_cpu_pct'])} | {_cpu_per_op(row)} |"
             )
     lines += ["", "| Target | Measured | Required | Met | Detail |", "|---|--:|---|---|---|"]
     for t in document["targets"]:
@@ -144,6 +145,18 @@ def markdown(document: dict[str, Any]) -> str:
     if notes:
         lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+def _cpu(pct: float | None) -> str:
+    return "" if pct is None else f"{pct:.0f}%"
+
+
+def _cpu_per_op(row: dict[str, Any]) -> str:
+    """Server CPU time per operation: what the ratio targets are really about on a busy box."""
+    pct, rate = row.get("server_cpu_pct"), row.get("ops_per_s")
+    if pct is None or not rate:
+        return ""
+    return f"{pct / 100 / rate * 1e6:.0f} µs"
 
 
 def _notes(scenarios: dict[str, Any]) -> list[str]:

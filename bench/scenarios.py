@@ -7,7 +7,7 @@ import contextlib
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,10 @@ async def count_workflows(session: aiohttp.ClientSession, url: str) -> int:
         return len((await expect(answer, 200))["workflows"])
 
 
+def _cpu_of(under: Sequence[procs.Process]) -> Callable[[], float]:
+    return lambda: sum(process.cpu_seconds() for process in under)
+
+
 def count_completed(database: Path, name: str) -> int | None:
     """COMPLETED executions of `name` found on disk (None when the layout is not the known one)."""
     if not database.exists():
@@ -127,14 +131,25 @@ class Suite:
             yield server
 
     async def measure(
-        self, label: str, operation: Operation, concurrency: int, limits: Limits | None = None
+        self,
+        label: str,
+        operation: Operation,
+        concurrency: int,
+        under: Sequence[procs.Process],
+        limits: Limits | None = None,
     ) -> LoadResult:
-        result = await run_load(operation, concurrency, limits or self.plan.limits())
+        result = await run_load(
+            operation,
+            concurrency,
+            limits or self.plan.limits(),
+            server=_cpu_of(under),
+            machine=procs.machine_busy_seconds,
+        )
         self._said(label, result)
         return result
 
     async def compare(
-        self, cases: list[tuple[str, Operation]], concurrency: int
+        self, cases: list[tuple[str, Operation, Sequence[procs.Process]]], concurrency: int
     ) -> list[LoadResult]:
         """Measure the cases in alternating rounds (A B, then B A, ...) so drift hits both."""
         samples = [Sample() for _ in cases]
@@ -144,9 +159,17 @@ class Suite:
             if round_ % 2:
                 order.reverse()
             for index in order:
-                await run_load(cases[index][1], concurrency, limits, samples[index])
+                _, operation, under = cases[index]
+                await run_load(
+                    operation,
+                    concurrency,
+                    limits,
+                    samples[index],
+                    server=_cpu_of(under),
+                    machine=procs.machine_busy_seconds,
+                )
         results = [sample.result(concurrency) for sample in samples]
-        for (label, _), result in zip(cases, results, strict=True):
+        for (label, *_), result in zip(cases, results, strict=True):
             self._said(label, result)
         return results
 
@@ -154,6 +177,7 @@ class Suite:
         say(
             f"{label} c{result.concurrency}: {result.operations} ops in {result.seconds}s = "
             f"{result.ops_per_s}/s, p50 {result.p50_ms} ms, p99 {result.p99_ms} ms, "
+            f"server CPU {result.server_cpu_pct}%, machine CPU {result.machine_cpu_pct}%, "
             f"errors {result.errors}"
         )
 
@@ -165,7 +189,9 @@ class Suite:
         async with procs.running(server):
             say(f"ceiling: pid {server.pid} on {server.url}")
             for concurrency in (1, 16, 64):
-                result = await self.measure("ceiling", echo_call(f"{server.url}/echo"), concurrency)
+                result = await self.measure(
+                    "ceiling", echo_call(f"{server.url}/echo"), concurrency, [server]
+                )
                 runs.append(run_row("ceiling (bare aiohttp JSON echo)", result))
         return {"title": "Ceiling: bare aiohttp server parsing and echoing JSON", "runs": runs}
 
@@ -175,7 +201,7 @@ class Suite:
         async with self.flux("sync") as server:
             operation = echo_call(server.url + SYNC_PATH)
             for concurrency in (1, 16, 64):
-                result = await self.measure("sync", operation, concurrency)
+                result = await self.measure("sync", operation, concurrency, [server])
                 runs.append(run_row("sync call, one-task workflow", result))
             if self.plan.profile:
                 extra["profile"] = await self._profile(server, operation)
@@ -196,7 +222,7 @@ class Suite:
     async def _profile(self, server: procs.Process, operation: Operation) -> dict[str, Any]:
         output = self.results_dir / f"{self.stamp}-profile.collapsed"
         async with recording(server.pid, output):
-            result = await self.measure("sync (profiled)", operation, 16)
+            result = await self.measure("sync (profiled)", operation, 16, [server])
         collapsed = await asyncio.to_thread(output.read_text) if output.exists() else ""
         summary = summarise(collapsed)
         summary["file"] = output.name
@@ -211,7 +237,10 @@ class Suite:
             async_op = async_run(server.url, SYNC_PATH)
             for concurrency in (1, 16):
                 baseline, result = await self.compare(
-                    [("async baseline: sync", sync_op), ("async submit + poll", async_op)],
+                    [
+                        ("async baseline: sync", sync_op, [server]),
+                        ("async submit + poll", async_op, [server]),
+                    ],
                     concurrency,
                 )
                 runs.append(run_row("baseline: sync call", baseline))
@@ -231,7 +260,10 @@ class Suite:
                 proxy_op = echo_call(proxy.url + "/one")
                 for concurrency in (1, 16):
                     direct, via = await self.compare(
-                        [("main server direct", direct_op), ("standalone", proxy_op)],
+                        [
+                            ("main server direct", direct_op, [server]),
+                            ("standalone", proxy_op, [server, proxy]),
+                        ],
                         concurrency,
                     )
                     runs.append(run_row("main server directly", direct))
@@ -261,8 +293,8 @@ class Suite:
             }
             say(f"catalog: registered {registered} workflows in {took:.1f}s; sizes {sizes}")
             cases = [
-                (f"catalog {sizes[0]}", echo_call(lean.url + SYNC_PATH)),
-                (f"catalog {sizes[1]}", echo_call(full.url + SYNC_PATH)),
+                (f"catalog {sizes[0]}", echo_call(lean.url + SYNC_PATH), [lean]),
+                (f"catalog {sizes[1]}", echo_call(full.url + SYNC_PATH), [full]),
             ]
             for concurrency in (1, 16):
                 for size, result in zip(sizes, await self.compare(cases, concurrency), strict=True):
@@ -289,7 +321,10 @@ class Suite:
             pause_op = pause_resume(server.url, HOLD_PATH)
             for concurrency in (1, 16):
                 baseline, result = await self.compare(
-                    [("pause baseline: sync", sync_op), ("pause + resume", pause_op)],
+                    [
+                        ("pause baseline: sync", sync_op, [server]),
+                        ("pause + resume", pause_op, [server]),
+                    ],
                     concurrency,
                 )
                 runs.append(run_row("baseline: sync call", baseline))
@@ -307,7 +342,7 @@ class Suite:
             done = 0
             for mark in plan.memory_marks:
                 limits = Limits(mark - done, plan.memory_seconds, 0)
-                result = await self.measure(f"memory to {mark}", operation, 16, limits)
+                result = await self.measure(f"memory to {mark}", operation, 16, [server], limits)
                 done += result.operations + result.errors
                 runs.append(run_row(f"sync calls up to {done} executions", result))
                 await asyncio.sleep(1.0)  # let write-behind work settle before reading RSS

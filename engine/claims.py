@@ -39,12 +39,10 @@ class LeasedExecutions:
         await self.store.create(execution)
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
-        if not await self.store.save_owned(self.owner, execution, events):
-            raise LeaseLost(execution.execution_id)
+        await self.store.save(execution, events)
 
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
-        if events and not await self.store.append_owned(self.owner, events):
-            raise LeaseLost(events[0].execution_id)
+        await self.store.append(events)
 
     async def get(self, execution_id: str) -> Execution | None:
         return await self.store.get(execution_id)

@@ -186,8 +186,20 @@ def start() -> None:
 @click.option("--port", type=int, help="Port to listen on (default 8000).")
 @click.option("--database-url", metavar="URL", help="sqlite:///path (default .flux/flux.db).")
 @click.option("--workers", type=int, help="Concurrent workflow executions (default 4).")
+@click.option(
+    "--executor",
+    type=click.Choice(["embedded", "workers"]),
+    default="embedded",
+    show_default=True,
+    help="embedded: run executions in this process (one server per database); workers: only "
+    "store them for 'flux start worker' processes (any number of replicas).",
+)
 def start_server(
-    host: str | None, port: int | None, database_url: str | None, workers: int | None
+    host: str | None,
+    port: int | None,
+    database_url: str | None,
+    workers: int | None,
+    executor: str,
 ) -> None:
     """Run the main server until SIGINT or SIGTERM."""
     settings = _settings(
@@ -197,7 +209,40 @@ def start_server(
         from adapters.bootstrap import serve
     except ImportError as exc:
         raise CliError(f"the server is not available in this installation: {exc}") from None
-    serve(settings)
+    serve(settings, executor)
+
+
+@start.command("worker")
+@click.option("--database-url", metavar="URL", help="The servers' database (postgresql://...).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Executions run at the same time.",
+)
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="How long a claim lasts without a heartbeat before another worker may take over.",
+)
+def start_worker(database_url: str | None, concurrency: int, lease_seconds: float) -> None:
+    """Claim and run executions stored by servers started with '--executor workers', until
+    SIGINT or SIGTERM."""
+    import asyncio
+    import logging
+
+    from adapters.bootstrap import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings({"database_url": database_url})
+
+    def ready(worker: Any) -> None:
+        click.echo(f"flux worker {worker.owner} ready (concurrency {concurrency})")
+
+    asyncio.run(run_worker(settings, concurrency=concurrency, lease=lease_seconds, ready=ready))
 
 
 # --- workflows -------------------------------------------------------------------------------

@@ -1,0 +1,173 @@
+"""The server's side of `--executor workers`: executions are persisted, never run here.
+
+`Dispatcher` answers the same calls as the Runtime (start, run, resume, get, wait, watch,
+cancel, recover, close) through the store only, so any replica can serve any execution:
+`start` validates the input and stores a CREATED execution for a worker to claim; a resume
+stores the RESUMED event with the RUNNING state (a worker claims it like a new one); waiting
+and watching poll the store with a short, bounded backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from attrs import evolve
+
+from core.errors import AlreadyExists, ExecutionNotFound, InvalidState
+from core.model import EventKind, Execution, ExecutionEvent, ExecutionState, WorkflowVersion
+from engine import inputs
+from engine.registration import WorkflowLoader
+from ports.storage import ExecutionStore
+
+Item = ExecutionEvent | Execution
+
+FIRST_POLL = 0.01  # seconds; each wait grows by half up to MAX_POLL
+MAX_POLL = 0.25
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        executions: ExecutionStore,
+        *,
+        loader: WorkflowLoader | None = None,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self._store = executions
+        self._loader = loader or WorkflowLoader()
+        self._clock = clock
+        self._new_id = new_id
+
+    async def start(self, version: WorkflowVersion, body: Any) -> Execution:
+        """Validate the input and persist a CREATED execution; returns at once."""
+        loaded = self._loader.cached(version) or await self._loader.load(version)
+        inputs.convert_input(loaded.input_type, body)  # raises the same errors as embedded
+        now = self._clock()
+        execution = Execution(
+            execution_id=self._new_id(),
+            ref=version.info.ref,
+            version=version.info.version,
+            state=ExecutionState.CREATED,
+            input=body,
+            created_at=now,
+            updated_at=now,
+        )
+        await self._store.create(execution)
+        return execution
+
+    async def run(self, version: WorkflowVersion, body: Any) -> Execution:
+        execution = await self.start(version, body)
+        return await self.wait(execution.execution_id)
+
+    async def resume(self, execution_id: str, body: Any, *, wait: bool) -> Execution:
+        execution = await self.get(execution_id)
+        if execution.state is not ExecutionState.PAUSED:
+            raise _not_resumable(execution, execution.state)
+        log = await self._store.events(execution_id)
+        key = _pending_pause(log)
+        if key is None:
+            raise InvalidState(
+                f"execution {execution_id} has no pending pause point",
+                state=str(execution.state),
+                execution_id=execution_id,
+            )
+        now = self._clock()
+        seq = max((event.seq for event in log), default=0)
+        running = evolve(
+            execution, state=ExecutionState.RUNNING, output=None, pause_name=None, updated_at=now
+        )
+        events = [
+            ExecutionEvent(execution_id, seq + 1, EventKind.RESUMED, key, body, now),
+            ExecutionEvent(execution_id, seq + 2, EventKind.STATE, "", str(running.state), now),
+        ]
+        try:
+            await self._store.save(running, events)
+        except AlreadyExists:
+            # Another replica resumed it first: its events took these sequence numbers.
+            raise _not_resumable(execution, ExecutionState.RUNNING) from None
+        return await self.wait(execution_id) if wait else running
+
+    async def get(self, execution_id: str) -> Execution:
+        found = await self._store.get(execution_id)
+        if found is None:
+            raise ExecutionNotFound(
+                f"execution {execution_id} does not exist", execution_id=execution_id
+            )
+        return found
+
+    async def wait(self, execution_id: str) -> Execution:
+        """The execution once a worker has brought it to a final state or a pause."""
+        async for execution in self._polled(execution_id):
+            if execution.state.ends_stream:
+                return execution
+        raise AssertionError("unreachable: polling ends only by returning")
+
+    async def watch(self, execution_id: str) -> AsyncIterator[Item]:
+        """State changes and logged task and pause events, polled, until the stream ends."""
+        shown_seq = 0
+        shown: Execution | None = None
+        async for execution in self._polled(execution_id):
+            # The log is read after the execution: events saved with a state are shown first.
+            for event in await self._store.events(execution_id):
+                if event.seq > shown_seq and event.kind is not EventKind.STATE:
+                    yield event
+                shown_seq = max(shown_seq, event.seq)
+            if execution != shown:
+                shown = execution
+                yield execution
+            if execution.state.ends_stream:
+                return
+
+    async def cancel(self, execution_id: str) -> Execution:
+        """Mark it CANCELLED; a worker running it loses its lease and stops writing."""
+        execution = await self.get(execution_id)
+        if execution.state.is_final:
+            raise InvalidState(
+                f"execution {execution_id} is already {execution.state}",
+                state=str(execution.state),
+                execution_id=execution_id,
+            )
+        log = await self._store.events(execution_id)
+        seq = max((event.seq for event in log), default=0)
+        now = self._clock()
+        cancelled = evolve(execution, state=ExecutionState.CANCELLED, updated_at=now)
+        state = ExecutionEvent(
+            execution_id, seq + 1, EventKind.STATE, "", str(cancelled.state), now
+        )
+        await self._store.save(cancelled, [state])
+        return cancelled
+
+    async def recover(self) -> list[str]:
+        """Nothing to recover here: workers take over what a dead worker left."""
+        return []
+
+    async def close(self) -> None:
+        return None
+
+    async def _polled(self, execution_id: str) -> AsyncIterator[Execution]:
+        delay = FIRST_POLL
+        while True:
+            yield await self.get(execution_id)
+            await asyncio.sleep(delay)
+            delay = min(MAX_POLL, delay * 1.5)
+
+
+def _not_resumable(execution: Execution, state: ExecutionState) -> InvalidState:
+    return InvalidState(
+        f"execution {execution.execution_id} is {state}, only a PAUSED execution can be resumed",
+        state=str(state),
+        execution_id=execution.execution_id,
+    )
+
+
+def _pending_pause(log: Sequence[ExecutionEvent]) -> str | None:
+    resumed = {event.key for event in log if event.kind is EventKind.RESUMED}
+    for event in reversed(log):
+        if event.kind is EventKind.PAUSED and event.key not in resumed:
+            return event.key
+    return None

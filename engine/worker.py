@@ -1,0 +1,170 @@
+"""A worker process's loop: claim executions, drive them, heartbeat, release.
+
+Claimed executions are driven by an ordinary Runtime over a lease-checked view of the store
+(engine/claims.py), so they replay from their logs exactly as a recovered execution does. A
+heartbeat renews every held lease each third of the lease; one that comes back lost is
+cancelled here without writing anything (whoever took it over finishes it). Stopping waits a
+little for running executions, then releases the leases of those still running so another
+worker can take them at once instead of after the lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+
+from engine.claims import LeasedExecutions
+from engine.registration import WorkflowLoader
+from engine.runtime import LoadFn, Runtime
+from ports.storage import ExecutionStore
+
+log = logging.getLogger("flux.worker")
+
+DEFAULT_LEASE = 30.0  # seconds
+DEFAULT_POLL = 0.2  # seconds between claims while there is nothing to claim
+
+
+def new_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class ExecutionWorker:
+    """Runs executions claimed from `store`, at most `concurrency` at a time, on `threads`
+    worker threads. `run()` returns after `stop()`."""
+
+    def __init__(
+        self,
+        store: ExecutionStore,
+        *,
+        load: LoadFn,
+        loader: WorkflowLoader | None = None,
+        owner: str | None = None,
+        concurrency: int = 8,
+        threads: int = 4,
+        lease: float = DEFAULT_LEASE,
+        poll: float = DEFAULT_POLL,
+        grace: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if lease <= 0:
+            raise ValueError("lease must be > 0 seconds")
+        self.owner = owner or new_owner_id()
+        self.store = store
+        self.concurrency = concurrency
+        self.lease = lease
+        self.poll = poll
+        self.grace = grace
+        self._clock = clock
+        self._view = LeasedExecutions(store, self.owner)
+        self._runtime = Runtime(self._view, load=load, loader=loader, workers=threads, clock=clock)
+        self._held: dict[str, asyncio.Task[None]] = {}
+        self._chores: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+
+    def held(self) -> list[str]:
+        """Ids of the executions this worker is driving now."""
+        return list(self._held)
+
+    def stop(self) -> None:
+        """Ask `run()` to finish; safe to call from a signal handler on the loop."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self) -> None:
+        self._wake = wake = asyncio.Event()
+        beat_every = self.lease / 3
+        next_beat = time.monotonic() + beat_every
+        try:
+            while not self._stopping:
+                wake.clear()
+                free = self.concurrency - len(self._held)
+                claimed = await self._claim(free) if free > 0 else 0
+                if time.monotonic() >= next_beat:
+                    await self._heartbeat()
+                    next_beat = time.monotonic() + beat_every
+                if claimed and claimed == free:
+                    continue  # a full batch: there may be more waiting
+                timeout = max(0.0, min(self.poll, next_beat - time.monotonic()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout)
+        finally:
+            await self._shutdown()
+
+    # -- steps -------------------------------------------------------------------------------
+
+    async def _claim(self, limit: int) -> int:
+        try:
+            claimed = await self.store.claim(
+                self.owner, limit=limit, lease=self.lease, now=self._clock()
+            )
+        except Exception:
+            log.exception("claiming executions failed; retrying")
+            return 0
+        if not claimed:
+            return 0
+        self._view.hand_over(claimed)
+        # Those recover() could not start stay leased to us until the lease runs out; then
+        # any worker retries them.
+        for execution_id in await self._runtime.recover():
+            task = asyncio.get_running_loop().create_task(self._follow(execution_id))
+            self._held[execution_id] = task
+        return len(claimed)
+
+    async def _follow(self, execution_id: str) -> None:
+        try:
+            await self._runtime.wait(execution_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("execution %s stopped here: %s", execution_id, exc)
+        finally:
+            self._held.pop(execution_id, None)
+            if self._wake is not None:
+                self._wake.set()
+
+    async def _heartbeat(self) -> None:
+        ids = list(self._held)
+        if not ids:
+            return
+        try:
+            kept = set(await self.store.renew(self.owner, ids, lease=self.lease, now=self._clock()))
+        except Exception:
+            log.exception("renewing leases failed; retrying")
+            return
+        for execution_id in ids:
+            if execution_id not in kept and execution_id in self._held:
+                log.warning("lost the lease on execution %s; stopping it here", execution_id)
+                self._chore(self._runtime.cancel(execution_id))
+
+    def _chore(self, coro) -> None:
+        async def quietly() -> None:
+            with contextlib.suppress(Exception):
+                await coro
+
+        task = asyncio.get_running_loop().create_task(quietly())
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def _shutdown(self) -> None:
+        running = list(self._held.values())
+        if running and self.grace > 0:
+            await asyncio.wait(running, timeout=self.grace)
+        left = list(self._held)
+        await self._runtime.close()  # what still runs stays RUNNING, as after a crash
+        for task in [*self._held.values(), *self._chores]:
+            task.cancel()
+        if left:
+            try:
+                await self.store.release(self.owner, left)
+            except Exception:
+                log.exception("releasing leases failed; they expire in %.0fs", self.lease)
