@@ -39,10 +39,12 @@ class LeasedExecutions:
         await self.store.create(execution)
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
-        await self.store.save(execution, events)
+        if not await self.store.save_owned(self.owner, execution, events):
+            raise LeaseLost(execution.execution_id)
 
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
-        await self.store.append(events)
+        if events and not await self.store.append_owned(self.owner, events):
+            raise LeaseLost(events[0].execution_id)
 
     async def get(self, execution_id: str) -> Execution | None:
         return await self.store.get(execution_id)

@@ -534,7 +534,7 @@ async def test_the_process_uses_an_injected_session_and_leaves_it_open(upstream)
 
 def _server_ready() -> bool:
     try:
-        return hasattr(importlib.import_module("adapters.http.server"), "serve")
+        return hasattr(importlib.import_module("adapters.bootstrap"), "serve")
     except ImportError:
         return False
 
