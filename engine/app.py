@@ -9,8 +9,7 @@ catalog is, and any register, delete or service edit is seen by the very next re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 from core.errors import (
     ExecutionNotFound,
@@ -164,16 +163,3 @@ class FluxApp:
                 execution_id=execution_id,
             )
         return execution
-
-
-def refs_of(registered: Sequence[Registered]) -> list[dict[str, Any]]:
-    return [
-        {
-            "ref": str(item.info.ref),
-            "namespace": item.info.ref.namespace,
-            "name": item.info.ref.name,
-            "version": item.info.version,
-            "created": item.created,
-        }
-        for item in registered
-    ]

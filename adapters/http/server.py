@@ -28,7 +28,8 @@ from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef, W
 from core.openapi import service_openapi
 from core.responses import detailed_body, error_body, event_payload, shape_execution, sse_message
 from core.services import parse_new_service, parse_service_update
-from engine.app import FluxApp, refs_of
+from engine.app import FluxApp
+from ports.storage import Registered
 
 log = logging.getLogger("flux.server")
 
@@ -132,7 +133,7 @@ class Routes:
         await self._admin(request)
         source, filename = await self._uploaded_module(request)
         registered = await self.app.register(source, filename)
-        return json_response({"workflows": refs_of(registered)}, 201)
+        return json_response({"workflows": _registered_json(registered)}, 201)
 
     async def _uploaded_module(self, request: web.Request) -> tuple[str, str]:
         limit = self.limits.max_upload_bytes
@@ -371,6 +372,19 @@ def _ref_of(request: web.Request) -> WorkflowRef:
         return WorkflowRef.parse(f"{request.match_info['namespace']}/{request.match_info['name']}")
     except FluxError as exc:
         raise NotFound(exc.message) from None
+
+
+def _registered_json(registered: list[Registered]) -> list[dict[str, Any]]:
+    return [
+        {
+            "ref": str(item.info.ref),
+            "namespace": item.info.ref.namespace,
+            "name": item.info.ref.name,
+            "version": item.info.version,
+            "created": item.created,
+        }
+        for item in registered
+    ]
 
 
 def _decode_source(data: bytes) -> str:
