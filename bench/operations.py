@@ -22,10 +22,16 @@ def _payload(body: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-async def _json(answer: aiohttp.ClientResponse, expected: int) -> Any:
+async def _json(answer: aiohttp.ClientResponse, expected: int, step: str) -> Any:
     raw = await answer.read()
     if answer.status != expected:
-        raise Failed(f"HTTP {answer.status} (expected {expected})")
+        detail = ""
+        if answer.content_type == "application/json":
+            try:
+                detail = f" {json.loads(raw).get('error')}"
+            except (ValueError, AttributeError):
+                pass
+        raise Failed(f"{step}: HTTP {answer.status}{detail} (expected {expected})")
     try:
         return json.loads(raw)
     except ValueError:
@@ -38,7 +44,7 @@ def echo_call(url: str, body: Any = BODY) -> Operation:
 
     async def operation(session: aiohttp.ClientSession) -> int:
         async with session.post(url, data=payload, headers=JSON) as answer:
-            if await _json(answer, 200) != body:
+            if await _json(answer, 200, "call") != body:
                 raise Failed("output differs from input")
         return 1
 
@@ -52,12 +58,12 @@ def async_run(base_url: str, path: str, body: Any = BODY) -> Operation:
 
     async def operation(session: aiohttp.ClientSession) -> int:
         async with session.post(submit_url, data=payload, headers=JSON) as answer:
-            accepted = await _json(answer, 202)
+            accepted = await _json(answer, 202, "submit")
         status_url = base_url + accepted["status_url"]
         deadline = time.perf_counter() + POLL_SECONDS
         for polls in range(1, MAX_POLLS + 1):
             async with session.get(status_url) as answer:
-                status = await _json(answer, 200)
+                status = await _json(answer, 200, "status")
             state = status.get("state")
             if state == "COMPLETED":
                 if status.get("output") != body:
@@ -78,12 +84,12 @@ def pause_resume(base_url: str, path: str, body: Any = BODY) -> Operation:
 
     async def operation(session: aiohttp.ClientSession) -> int:
         async with session.post(base_url + path, data=payload, headers=JSON) as answer:
-            paused = await _json(answer, 202)
+            paused = await _json(answer, 202, "pause")
         if paused.get("state") != "PAUSED" or "resume_url" not in paused:
             raise Failed(f"not paused: {paused.get('state')}")
         resume_url = base_url + paused["resume_url"]
         async with session.post(resume_url, data=resume_payload, headers=JSON) as answer:
-            output = await _json(answer, 200)
+            output = await _json(answer, 200, "resume")
         if output != {"decision": decision}:
             raise Failed("resume output differs")
         return 2

@@ -92,7 +92,7 @@ def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
         self_time[f"{leaf_func} ({_short(leaf_file)})"] += count
         areas[_area(leaf_file)] += count
         for func, file in set(functions):
-            if "/site-packages/" not in file and "/lib/python" not in file:
+            if _project(file):
                 total_time[f"{func} ({_short(file)})"] += count
 
     def share(counter: Counter[str]) -> list[list[Any]]:
@@ -114,7 +114,20 @@ def _function(frame: str) -> tuple[str, str] | None:
     return match["func"], match["file"]
 
 
+PROJECT = ("adapters/", "engine/", "core/", "ports/", "flux/")
+# Always on the main thread's stack: they would top the inclusive list and say nothing.
+STARTUP = ("adapters/cli/", "adapters/bootstrap.py")
+
+
+def _project(file: str) -> bool:
+    if "/site-packages/" in file or "/lib/python" in file:
+        return False
+    short = _short(file)
+    return short.startswith(PROJECT) and not short.startswith(STARTUP)
+
+
 def _area(file: str) -> str:
+    file = file if file.startswith("/") else "/" + file  # py-spy shows some paths relative
     for name, needles in AREAS:
         if any(needle in file for needle in needles):
             return name

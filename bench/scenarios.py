@@ -51,7 +51,7 @@ class Plan:
     @classmethod
     def make(cls, quick: bool, profile: bool) -> Plan:
         if quick:
-            return cls(quick, 3_000, 3.0, 100, (1_000, 5_000), 120.0, 10, 10_000, 100, profile, 2)
+            return cls(quick, 10_000, 3.0, 100, (1_000, 5_000), 120.0, 10, 10_000, 100, profile, 2)
         return cls(
             False, 50_000, 10.0, 300, (10_000, 100_000), 1_200.0, 10, 10_000, 100, profile, 4
         )
