@@ -17,10 +17,11 @@ from typing import Any
 
 from attrs import evolve
 
-from core.errors import AlreadyExists, ExecutionNotFound, InvalidState
+from core.errors import AlreadyExists, InvalidState
 from core.model import EventKind, Execution, ExecutionEvent, ExecutionState, WorkflowVersion
 from engine import inputs
 from engine.registration import WorkflowLoader
+from engine.runtime import stored_execution
 from ports.storage import ExecutionStore
 
 Item = ExecutionEvent | Execution
@@ -93,12 +94,7 @@ class Dispatcher:
         return await self.wait(execution_id) if wait else running
 
     async def get(self, execution_id: str) -> Execution:
-        found = await self._store.get(execution_id)
-        if found is None:
-            raise ExecutionNotFound(
-                f"execution {execution_id} does not exist", execution_id=execution_id
-            )
-        return found
+        return await stored_execution(self._store, execution_id)
 
     async def wait(self, execution_id: str) -> Execution:
         """The execution once a worker has brought it to a final state or a pause."""

@@ -46,6 +46,16 @@ Item = ExecutionEvent | Execution
 _RECENT_HISTORIES = 512
 
 
+async def stored_execution(store: ExecutionStore, execution_id: str) -> Execution:
+    """The stored execution; `ExecutionNotFound` when there is none."""
+    found = await store.get(execution_id)
+    if found is None:
+        raise ExecutionNotFound(
+            f"execution {execution_id} does not exist", execution_id=execution_id
+        )
+    return found
+
+
 def new_execution_id() -> str:
     return uuid.uuid4().hex
 
@@ -346,12 +356,7 @@ class Runtime:
         )
 
     async def _existing(self, execution_id: str) -> Execution:
-        found = await self._store.get(execution_id)
-        if found is None:
-            raise ExecutionNotFound(
-                f"execution {execution_id} does not exist", execution_id=execution_id
-            )
-        return found
+        return await stored_execution(self._store, execution_id)
 
     async def _reload(
         self, execution: Execution
@@ -383,9 +388,12 @@ class Runtime:
         self._live[execution.execution_id] = live
         return live
 
-    def _forget(self, live: _Live) -> None:
+    def _untrack(self, live: _Live) -> None:
         if self._live.get(live.execution_id) is live:
             del self._live[live.execution_id]
+
+    def _forget(self, live: _Live) -> None:
+        self._untrack(live)
         if not live.settled.done():
             live.settled.cancel()
 
@@ -473,8 +481,7 @@ class Runtime:
         return live.execution
 
     def _settled(self, live: _Live, execution: Execution) -> None:
-        if self._live.get(live.execution_id) is live:
-            del self._live[live.execution_id]
+        self._untrack(live)
         if live.history is not None:
             # Kept a little while: a stream that subscribes just after a quick run finishes
             # still gets every event.
@@ -488,8 +495,7 @@ class Runtime:
             live.settled.set_result(execution)
 
     def _forget_with_error(self, live: _Live, exc: BaseException) -> None:
-        if self._live.get(live.execution_id) is live:
-            del self._live[live.execution_id]
+        self._untrack(live)
         if not live.settled.done():
             live.settled.set_exception(exc)
             live.settled.exception()  # retrieved: waiters still get it, nobody gets a warning

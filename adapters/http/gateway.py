@@ -349,18 +349,25 @@ def _sse(kind: str, data: Any) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-def _forward_request_headers(request: web.Request) -> CIMultiDict[str]:
+def _forwardable(
+    headers: Mapping[str, str], dropped: frozenset[str] | set[str]
+) -> CIMultiDict[str]:
+    """`headers` less hop-by-hop ones: the fixed set, those the Connection header names, and
+    any Proxy-* header."""
     named_by_connection = {
-        token.strip().lower() for token in request.headers.get("Connection", "").split(",")
+        token.strip().lower() for token in headers.get("Connection", "").split(",")
     }
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in request.headers.items():
+    kept: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
         lowered = name.lower()
-        if lowered in _NOT_FORWARDED_REQUEST or lowered in named_by_connection:
+        if lowered in dropped or lowered in named_by_connection or lowered.startswith("proxy-"):
             continue
-        if lowered.startswith("proxy-"):
-            continue
-        headers.add(name, value)
+        kept.add(name, value)
+    return kept
+
+
+def _forward_request_headers(request: web.Request) -> CIMultiDict[str]:
+    headers = _forwardable(request.headers, _NOT_FORWARDED_REQUEST)
     if request.remote:
         prior = request.headers.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{prior}, {request.remote}" if prior else request.remote
@@ -368,20 +375,7 @@ def _forward_request_headers(request: web.Request) -> CIMultiDict[str]:
 
 
 def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
-    named_by_connection = {
-        token.strip().lower() for token in upstream.headers.get("Connection", "").split(",")
-    }
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.headers.items():
-        lowered = name.lower()
-        if (
-            lowered in _NOT_FORWARDED_RESPONSE
-            or lowered in named_by_connection
-            or lowered.startswith("proxy-")
-        ):
-            continue
-        headers.add(name, value)
-    return headers
+    return _forwardable(upstream.headers, _NOT_FORWARDED_RESPONSE)
 
 
 async def _json_or_none(resp: aiohttp.ClientResponse) -> Any:

@@ -179,21 +179,17 @@ class Routes:
 
     async def run_ref(self, request: web.Request) -> web.StreamResponse:
         principal = await self.auth.principal(request)
-        ref = _ref_of(request)
+        ref, prefix = _ref_target(request)
         version = await self.app.pinned(ref, parse.version_of(request))
-        return await self._run(
-            request, principal, version, f"/workflows/{ref.namespace}/{ref.name}"
-        )
+        return await self._run(request, principal, version, prefix)
 
     async def resume_ref(self, request: web.Request) -> web.StreamResponse:
         principal = await self.auth.principal(request)
-        ref = _ref_of(request)
-        return await self._resume(request, principal, ref, f"/workflows/{ref.namespace}/{ref.name}")
+        return await self._resume(request, principal, *_ref_target(request))
 
     async def status_ref(self, request: web.Request) -> web.Response:
         principal = await self.auth.principal(request)
-        ref = _ref_of(request)
-        return await self._status(request, principal, ref, f"/workflows/{ref.namespace}/{ref.name}")
+        return await self._status(request, principal, *_ref_target(request))
 
     # -- services ------------------------------------------------------------------------------
 
@@ -252,19 +248,17 @@ class Routes:
 
     async def resume_endpoint(self, request: web.Request) -> web.StreamResponse:
         principal = await self.auth.principal(request)
-        service, workflow = request.match_info["service"], request.match_info["workflow"]
-        endpoint = await self.app.endpoint(service, workflow)
-        return await self._resume(
-            request, principal, endpoint.workflow.ref, f"/services/{service}/{workflow}"
-        )
+        return await self._resume(request, principal, *await self._endpoint_target(request))
 
     async def status_endpoint(self, request: web.Request) -> web.Response:
         principal = await self.auth.principal(request)
+        return await self._status(request, principal, *await self._endpoint_target(request))
+
+    async def _endpoint_target(self, request: web.Request) -> tuple[WorkflowRef, str]:
+        """The workflow behind `/services/{service}/{workflow}` and that URL prefix."""
         service, workflow = request.match_info["service"], request.match_info["workflow"]
         endpoint = await self.app.endpoint(service, workflow)
-        return await self._status(
-            request, principal, endpoint.workflow.ref, f"/services/{service}/{workflow}"
-        )
+        return endpoint.workflow.ref, f"/services/{service}/{workflow}"
 
     # -- executions, shared by service endpoints and by-ref routes -----------------------------
 
@@ -365,6 +359,12 @@ class Routes:
 def _swap(shaped: tuple[int, Any]) -> tuple[Any, int]:
     status, body = shaped
     return body, status
+
+
+def _ref_target(request: web.Request) -> tuple[WorkflowRef, str]:
+    """The workflow named by `/workflows/{namespace}/{name}` and that URL prefix."""
+    ref = _ref_of(request)
+    return ref, f"/workflows/{ref.namespace}/{ref.name}"
 
 
 def _ref_of(request: web.Request) -> WorkflowRef:

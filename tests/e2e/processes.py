@@ -93,7 +93,9 @@ class FluxProcess:
                 self.kill()
 
 
-def start_server(cwd: Path, port: int | None = None, env: dict[str, str] | None = None) -> FluxProcess:
+def start_server(
+    cwd: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> FluxProcess:
     port = port or free_port()
     return FluxProcess(
         ["start", "server", "--host", "127.0.0.1", "--port", str(port)], cwd, port, env
@@ -109,8 +111,13 @@ def start_standalone(
 
 
 def http(
-    method: str, url: str, body: Any = None, *, raw: bytes | None = None,
-    headers: dict[str, str] | None = None, timeout: float = 30.0,
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
 ) -> tuple[int, Any]:
     """A blocking HTTP call for tests: (status, parsed JSON or text)."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())

@@ -9,9 +9,7 @@ server` and `flux service start NAME --mcp`, with workflows registered through t
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -40,12 +38,6 @@ INVOICE_SCHEMA = {
     },
     "required": ["customer_id", "amount"],
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @asynccontextmanager
@@ -162,7 +154,7 @@ async def fake_main() -> AsyncIterator[tuple[FakeMain, str]]:
     main = FakeMain()
     runner = web.AppRunner(main.app(), handle_signals=False)
     await runner.setup()
-    port = _free_port()
+    port = processes.free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield main, f"http://127.0.0.1:{port}"
@@ -263,15 +255,6 @@ async def test_the_workflow_routes_still_work_next_to_mcp(fake_main, standalone_
 # Real processes.
 
 
-def _server_ready() -> bool:
-    try:
-        return hasattr(importlib.import_module("adapters.bootstrap"), "serve")
-    except ImportError:
-        return False
-
-
-real = pytest.mark.skipif(not _server_ready(), reason="the main server is not built yet")
-
 BILLING = '''
 from pydantic import BaseModel
 
@@ -344,7 +327,6 @@ def live(tmp_path_factory):
         server.stop()
 
 
-@real
 @pytest.mark.parametrize("mode", MODES)
 async def test_live_list_and_call_every_kind_of_tool(live, mode):
     _, standalone = live
@@ -399,7 +381,6 @@ async def test_live_list_and_call_every_kind_of_tool(live, mode):
         assert again.is_error  # no longer paused: 409 from the main server
 
 
-@real
 async def test_live_tools_follow_registration_and_exclusion(live):
     server, standalone = live
     async with asyncio.timeout(60), mcp_client(standalone.url + "/mcp") as mcp:
@@ -416,7 +397,6 @@ async def test_live_tools_follow_registration_and_exclusion(live):
         assert {"invoice", "approve"} <= await tool_names(mcp)
 
 
-@real
 async def test_live_main_server_describes_the_tools(live):
     server, _ = live
     status, body = await _http("GET", f"{server.url}/services/{SERVICE}/mcp")

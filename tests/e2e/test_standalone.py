@@ -7,9 +7,7 @@ counts what reaches it. Second half: real processes (`flux start server`, `flux 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-import socket
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -25,12 +23,6 @@ from adapters.http.standalone import GATEWAY, build_standalone_app
 from tests.e2e import processes
 
 SERVICE = "billing"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _endpoint(name: str, namespace: str = "billing") -> dict[str, Any]:
@@ -223,7 +215,7 @@ class Clock:
 
 @pytest.fixture
 async def upstream():
-    server = FakeServer(_free_port())
+    server = FakeServer(processes.free_port())
     await server.start()
     yield server
     server.stream_gate.set()
@@ -532,15 +524,6 @@ async def test_the_process_uses_an_injected_session_and_leaves_it_open(upstream)
 # Real processes: `flux start server` and `flux service start`, talking HTTP on 127.0.0.1.
 
 
-def _server_ready() -> bool:
-    try:
-        return hasattr(importlib.import_module("adapters.bootstrap"), "serve")
-    except ImportError:
-        return False
-
-
-real = pytest.mark.skipif(not _server_ready(), reason="the main server is not built yet")
-
 BILLING = '''
 from pydantic import BaseModel
 
@@ -605,16 +588,6 @@ async def refund(ctx: ExecutionContext):
 """
 
 
-def _until(predicate, timeout: float, step: float = 0.1):
-    """Poll `predicate` until it returns a truthy value; bounded in time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
-
-
 def _setup_service(server_url: str) -> None:
     for name, source in (("billing.py", BILLING), ("analytics.py", ANALYTICS)):
         status, body = processes.register_source(server_url, source, name)
@@ -644,7 +617,6 @@ def live(tmp_path_factory):
         server.stop()
 
 
-@real
 def test_live_runs_through_every_root_route(live):
     _, sa = live
     status, body = processes.http("POST", f"{sa.url}/invoice", {"customer_id": "C1", "amount": 2})
@@ -661,7 +633,7 @@ def test_live_runs_through_every_root_route(live):
     assert status == 202
     execution_id = body["execution_id"]
     assert body["status_url"] == f"/invoice/status/{execution_id}"
-    done = _until(
+    done = processes.until(
         lambda: (
             (s := processes.http("GET", sa.url + body["status_url"]))[1].get("state") == "COMPLETED"
             and s
@@ -687,7 +659,6 @@ def test_live_runs_through_every_root_route(live):
     assert status == 202 and body["status_url"] == f"/approve/status/{paused['execution_id']}"
 
 
-@real
 def test_live_errors_keep_their_status_and_shape(live):
     _, sa = live
     status, body = processes.http("POST", f"{sa.url}/boom", {})
@@ -710,7 +681,6 @@ def test_live_errors_keep_their_status_and_shape(live):
     assert status == 404
 
 
-@real
 def test_live_stream_ends_with_the_final_shape_and_local_urls(live):
     _, sa = live
     status, text = processes.http("POST", f"{sa.url}/approve/stream", {})
@@ -720,7 +690,6 @@ def test_live_stream_ends_with_the_final_shape_and_local_urls(live):
     assert data[-1]["resume_url"] == f"/approve/resume/{data[-1]['execution_id']}"
 
 
-@real
 def test_live_health_and_start_log(live):
     _, sa = live
     status, body = processes.http("GET", f"{sa.url}/health")
@@ -730,14 +699,13 @@ def test_live_health_and_start_log(live):
     assert "health" in sa.log()  # the clash with the process's own route was reported
 
 
-@real
 def test_live_discovery_and_exclusion_follow_the_catalog(live):
     server, sa = live
     status, _ = processes.http("POST", f"{sa.url}/refund", {})
     assert status == 404
     assert processes.register_source(server.url, REFUND, "refund.py")[0] == 201
     # the negative entry for `refund` lasts at most min(ttl, 2 s)
-    found = _until(lambda: processes.http("POST", f"{sa.url}/refund", 7)[0] == 200, 4)
+    found = processes.until(lambda: processes.http("POST", f"{sa.url}/refund", 7)[0] == 200, 4)
     assert found
 
     status, body = processes.http(
@@ -745,11 +713,10 @@ def test_live_discovery_and_exclusion_follow_the_catalog(live):
     )
     assert status == 200, body
     excluded_at = time.monotonic()
-    gone = _until(lambda: processes.http("POST", f"{sa.url}/refund", 7)[0] == 404, 4, 0.05)
+    gone = processes.until(lambda: processes.http("POST", f"{sa.url}/refund", 7)[0] == 404, 4, 0.05)
     assert gone and time.monotonic() - excluded_at < 1.5  # within one TTL (1 s), plus slack
 
 
-@real
 def test_live_flood_of_unknown_names_is_answered(live):
     _, sa = live
 
@@ -761,7 +728,6 @@ def test_live_flood_of_unknown_names_is_answered(live):
     assert set(statuses) == {404}
 
 
-@real
 def test_live_server_down_is_503_and_service_resumes_when_it_is_back(tmp_path):
     server = processes.start_server(tmp_path)
     sa = None
@@ -780,7 +746,7 @@ def test_live_server_down_is_503_and_service_resumes_when_it_is_back(tmp_path):
         assert status == 503 and body["server"]["reachable"] is False
 
         server = processes.start_server(tmp_path, port=server.port)
-        back = _until(
+        back = processes.until(
             lambda: processes.http("POST", f"{sa.url}/invoice", payload)[0] == 200, 10, 0.2
         )
         assert back
