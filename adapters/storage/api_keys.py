@@ -105,8 +105,10 @@ class SqliteApiKeyStore:
         return await self._one(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", key_id)
 
     async def list(self) -> list[ApiKey]:
-        async with self._reader.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY name") as cur:
-            return [_row_to_key(row) for row in await cur.fetchall()]
+        found = await self._reader.execute_fetchall(
+            f"SELECT {_COLUMNS} FROM api_keys ORDER BY name"
+        )
+        return [_row_to_key(row) for row in found]
 
     async def revoke(self, key_id: str) -> bool:
         return await self._change("UPDATE api_keys SET revoked = 1 WHERE key_id = ?", key_id)
@@ -115,9 +117,9 @@ class SqliteApiKeyStore:
         return await self._change("DELETE FROM api_keys WHERE key_id = ?", key_id)
 
     async def _one(self, sql: str, value: str) -> ApiKey | None:
-        async with self._reader.execute(sql, (value,)) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else _row_to_key(row)
+        # One job on the reader's thread, so no open cursor pins an old snapshot.
+        found = await self._reader.execute_fetchall(sql, (value,))
+        return _row_to_key(found[0]) if found else None
 
     async def _change(self, sql: str, value: str) -> bool:
         async def job(db: aiosqlite.Connection) -> bool:

@@ -71,14 +71,18 @@ async def _connect(path: str) -> aiosqlite.Connection:
     return db
 
 
-async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-    async with db.execute(sql, params) as cursor:
-        return await cursor.fetchone()
+# A read is one job on the connection's thread (execute, fetch everything, close): a cursor
+# left open across awaits would keep the connection's read transaction, and so its snapshot,
+# alive while other reads interleave, and a commit made meanwhile would stay unseen.
 
 
 async def _all(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-    async with db.execute(sql, params) as cursor:
-        return list(await cursor.fetchall())
+    return list(await db.execute_fetchall(sql, params))
+
+
+async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    found = await _all(db, sql, params)
+    return found[0] if found else None
 
 
 class SqliteCatalog:

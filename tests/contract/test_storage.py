@@ -364,6 +364,32 @@ async def test_concurrent_writes_all_land(storage):
         ]
 
 
+async def test_a_write_is_seen_by_the_next_read_under_concurrent_reads(storage):
+    """Read-your-writes while many reads overlap: each caller saves a new state and reads it
+    back at once, as a resume right after a paused answer does."""
+    ids = [f"r{i:03d}" for i in range(40)]
+    await asyncio.wait_for(
+        asyncio.gather(*(storage.executions.create(execution(i)) for i in ids)), BOUND
+    )
+    stale: list[str] = []
+
+    async def save_then_read(execution_id: str) -> None:
+        for state in (ExecutionState.RUNNING, ExecutionState.PAUSED, ExecutionState.COMPLETED):
+            await storage.executions.save(evolve(execution(execution_id), state=state))
+            found = await storage.executions.get(execution_id)
+            if found.state is not state:
+                stale.append(f"{execution_id}: wrote {state}, read {found.state}")
+
+    async def keep_reading() -> None:
+        for _ in range(200):
+            await asyncio.gather(*(storage.executions.get(i) for i in ids[:8]))
+
+    await asyncio.wait_for(
+        asyncio.gather(keep_reading(), *(save_then_read(i) for i in ids)), BOUND
+    )
+    assert stale == []
+
+
 async def test_in_states(storage):
     await storage.executions.create(execution("c", ExecutionState.RUNNING, at=3.0))
     await storage.executions.create(execution("a", ExecutionState.PAUSED, at=1.0))
