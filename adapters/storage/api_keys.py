@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 import aiosqlite
@@ -19,27 +18,7 @@ _COLUMNS = "key_id, name, permissions, revoked, created_at"
 
 
 class _Writer(Protocol):
-    async def submit(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T: ...
-
-
-class _DirectWriter:
-    """Runs each write job in its own transaction on an autocommit connection; for use when no
-    group-commit writer owns the connection."""
-
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
-        self._lock = asyncio.Lock()  # one transaction at a time on the shared connection
-
-    async def submit(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                value = await job(self._db)
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
-            return value
+    async def submit(self, job: Callable[[sqlite3.Connection], T]) -> T: ...
 
 
 def _row_to_key(row: Any) -> ApiKey:
@@ -56,15 +35,13 @@ def _row_to_key(row: Any) -> ApiKey:
 class SqliteApiKeyStore:
     """Keys in the `api_keys` table of the server's SQLite database (migration 3).
 
-    Reads go to `reader`; writes go through `writer`: the storage's group-commit writer (so they
-    never interleave with its batched transactions), or a bare autocommit connection.
+    Reads go to `reader`; writes go through the storage's group-commit `writer`, so they never
+    interleave with its batched transactions.
     """
 
-    def __init__(self, reader: aiosqlite.Connection, writer: _Writer | aiosqlite.Connection):
+    def __init__(self, reader: aiosqlite.Connection, writer: _Writer):
         self._reader = reader
-        self._writer: _Writer = (
-            _DirectWriter(writer) if isinstance(writer, aiosqlite.Connection) else writer
-        )
+        self._writer = writer
 
     @classmethod
     def of(cls, storage: Any) -> SqliteApiKeyStore:
@@ -75,9 +52,9 @@ class SqliteApiKeyStore:
         return cls(storage._reader_db, storage._writer)
 
     async def add(self, key: ApiKey, secret_hash: str) -> None:
-        async def job(db: aiosqlite.Connection) -> None:
+        def job(db: sqlite3.Connection) -> None:
             try:
-                await db.execute(
+                db.execute(
                     "INSERT INTO api_keys (key_id, name, secret_hash, permissions, revoked, "
                     "created_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (
@@ -122,9 +99,8 @@ class SqliteApiKeyStore:
         return _row_to_key(found[0]) if found else None
 
     async def _change(self, sql: str, value: str) -> bool:
-        async def job(db: aiosqlite.Connection) -> bool:
-            async with db.execute(sql, (value,)) as cursor:
-                return cursor.rowcount > 0
+        def job(db: sqlite3.Connection) -> bool:
+            return db.execute(sql, (value,)).rowcount > 0
 
         return await self._writer.submit(job)
 

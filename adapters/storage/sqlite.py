@@ -63,11 +63,25 @@ _SNAPSHOT = f"""
 """
 
 
+_PRAGMAS = (
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+)
+
+
 async def _connect(path: str) -> aiosqlite.Connection:
     db = await aiosqlite.connect(path, isolation_level=None)
-    await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await db.execute("PRAGMA journal_mode = WAL")
-    await db.execute("PRAGMA synchronous = NORMAL")
+    for pragma in _PRAGMAS:
+        await db.execute(pragma)
+    return db
+
+
+def _connect_writer(path: str) -> sqlite3.Connection:
+    """The writer's plain connection; opened on, and only ever used from, the writer thread."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in _PRAGMAS:
+        db.execute(pragma)
     return db
 
 
@@ -85,6 +99,17 @@ async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -
     return found[0] if found else None
 
 
+# Reads inside a writer job: on the writer thread, within its transaction.
+
+
+def _all_now(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    return db.execute(sql, params).fetchall()
+
+
+def _one_now(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    return db.execute(sql, params).fetchone()
+
+
 class SqliteCatalog:
     def __init__(self, reader: aiosqlite.Connection, writer: GroupCommitWriter, clock: Clock):
         self._reader = reader
@@ -95,10 +120,10 @@ class SqliteCatalog:
     async def register(self, workflows: Sequence[NewWorkflow]) -> list[Registered]:
         now = self._clock()
 
-        async def job(db: aiosqlite.Connection) -> list[Registered]:
+        def job(db: sqlite3.Connection) -> list[Registered]:
             results: list[Registered] = []
             for new in workflows:
-                latest = await _one(
+                latest = _one_now(
                     db,
                     "SELECT namespace, name, version, input_schema, description, source_hash "
                     "FROM workflows WHERE namespace = ? AND name = ? "
@@ -114,7 +139,7 @@ class SqliteCatalog:
                     rows.load(rows.dump(new.input_schema)),
                     new.description,
                 )
-                await db.execute(
+                db.execute(
                     "INSERT INTO workflows (namespace, name, version, source, source_hash, "
                     "input_schema, description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -130,7 +155,7 @@ class SqliteCatalog:
                 )
                 results.append(Registered(info, created=True))
             if any(r.created for r in results):
-                await db.execute(_BUMP, ("catalog_revision",))
+                db.execute(_BUMP, ("catalog_revision",))
             return results
 
         return await self._writer.submit(job)
@@ -183,16 +208,16 @@ class SqliteCatalog:
         return list(snapshot.in_namespace(namespace))
 
     async def delete(self, ref: WorkflowRef, version: int | None = None) -> int:
-        async def job(db: aiosqlite.Connection) -> int:
+        def job(db: sqlite3.Connection) -> int:
             sql = "DELETE FROM workflows WHERE namespace = ? AND name = ?"
             params: tuple[Any, ...] = (ref.namespace, ref.name)
             if version is not None:
                 sql, params = sql + " AND version = ?", (*params, version)
-            cursor = await db.execute(sql, params)
+            cursor = db.execute(sql, params)
             deleted = cursor.rowcount
-            await cursor.close()
+            cursor.close()
             if deleted:
-                await db.execute(_BUMP, ("catalog_revision",))
+                db.execute(_BUMP, ("catalog_revision",))
             return deleted
 
         return await self._writer.submit(job)
@@ -207,10 +232,10 @@ class SqliteServiceStore:
     async def create(self, service: ServiceDefinition) -> ServiceDefinition:
         now = self._clock()
 
-        async def job(db: aiosqlite.Connection) -> ServiceDefinition:
+        def job(db: sqlite3.Connection) -> ServiceDefinition:
             params = rows.service_to_params(service) | {"now": now}
             try:
-                await db.execute(
+                db.execute(
                     f"INSERT INTO services ({rows.SERVICE_COLUMNS}, created_at, updated_at) "
                     "VALUES (:name, :namespaces, :workflows, :exclusions, :mcp_enabled, "
                     ":revision, :now, :now)",
@@ -220,7 +245,7 @@ class SqliteServiceStore:
                 raise AlreadyExists(
                     f"service {service.name!r} already exists", service=service.name
                 ) from None
-            await db.execute(_BUMP, ("services_revision",))
+            db.execute(_BUMP, ("services_revision",))
             return service
 
         return await self._writer.submit(job)
@@ -240,34 +265,34 @@ class SqliteServiceStore:
     async def update(
         self, name: str, edit: Callable[[ServiceDefinition], ServiceDefinition]
     ) -> ServiceDefinition:
-        async def job(db: aiosqlite.Connection) -> ServiceDefinition:
+        def job(db: sqlite3.Connection) -> ServiceDefinition:
             # Read and write on the writer connection inside its transaction: nothing can
             # commit in between, which is what keeps concurrent edits from losing each other.
-            row = await _one(
+            row = _one_now(
                 db, f"SELECT {rows.SERVICE_COLUMNS} FROM services WHERE name = ?", (name,)
             )
             if row is None:
                 raise ServiceNotFound(f"service {name!r} not found", service=name)
             current = rows.service_from_row(row)
             updated = evolve(edit(current), name=name, revision=current.revision + 1)
-            await db.execute(
+            db.execute(
                 "UPDATE services SET namespaces = :namespaces, workflows = :workflows, "
                 "exclusions = :exclusions, mcp_enabled = :mcp_enabled, revision = :revision, "
                 "updated_at = :now WHERE name = :name",
                 rows.service_to_params(updated) | {"now": self._clock()},
             )
-            await db.execute(_BUMP, ("services_revision",))
+            db.execute(_BUMP, ("services_revision",))
             return updated
 
         return await self._writer.submit(job)
 
     async def delete(self, name: str) -> bool:
-        async def job(db: aiosqlite.Connection) -> bool:
-            cursor = await db.execute("DELETE FROM services WHERE name = ?", (name,))
+        def job(db: sqlite3.Connection) -> bool:
+            cursor = db.execute("DELETE FROM services WHERE name = ?", (name,))
             deleted = cursor.rowcount > 0
-            await cursor.close()
+            cursor.close()
             if deleted:
-                await db.execute(_BUMP, ("services_revision",))
+                db.execute(_BUMP, ("services_revision",))
             return deleted
 
         return await self._writer.submit(job)
@@ -285,9 +310,9 @@ class SqliteExecutionStore:
     async def create(self, execution: Execution) -> None:
         params = rows.execution_to_params(execution)
 
-        async def job(db: aiosqlite.Connection) -> None:
+        def job(db: sqlite3.Connection) -> None:
             try:
-                await db.execute(
+                db.execute(
                     f"INSERT INTO executions ({rows.EXECUTION_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     params,
@@ -304,8 +329,8 @@ class SqliteExecutionStore:
         params = rows.execution_to_params(execution)
         event_params = [rows.event_to_params(event) for event in events]
 
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.execute(
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
                 f"INSERT INTO executions ({rows.EXECUTION_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, "
@@ -315,7 +340,7 @@ class SqliteExecutionStore:
                 "updated_at = excluded.updated_at",
                 params,
             )
-            await _insert_events(db, event_params)
+            _insert_events(db, event_params)
 
         await self._writer.submit(job)
 
@@ -324,8 +349,8 @@ class SqliteExecutionStore:
             return
         event_params = [rows.event_to_params(event) for event in events]
 
-        async def job(db: aiosqlite.Connection) -> None:
-            await _insert_events(db, event_params)
+        def job(db: sqlite3.Connection) -> None:
+            _insert_events(db, event_params)
 
         await self._writer.submit(job)
 
@@ -360,10 +385,10 @@ class SqliteExecutionStore:
         return [rows.execution_from_row(row) for row in found]
 
     async def claim(self, owner: str, *, limit: int, lease: float, now: float) -> list[Execution]:
-        async def job(db: aiosqlite.Connection) -> list[Execution]:
+        def job(db: sqlite3.Connection) -> list[Execution]:
             # One statement inside the writer's transaction: SQLite's write lock makes it
             # atomic against every other connection and process.
-            found = await _all(
+            found = _all_now(
                 db,
                 "UPDATE executions SET lease_owner = ?, lease_until = ? WHERE id IN ("
                 f"SELECT id FROM executions WHERE state IN {_LEASABLE} "
@@ -384,8 +409,8 @@ class SqliteExecutionStore:
         if not ids:
             return []
 
-        async def job(db: aiosqlite.Connection) -> list[str]:
-            found = await _all(
+        def job(db: sqlite3.Connection) -> list[str]:
+            found = _all_now(
                 db,
                 "UPDATE executions SET lease_until = ? WHERE lease_owner = ? "
                 f"AND state IN {_LEASABLE} AND id IN ({', '.join('?' * len(ids))}) RETURNING id",
@@ -400,8 +425,8 @@ class SqliteExecutionStore:
         if not ids:
             return
 
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.execute(
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE executions SET lease_owner = NULL, lease_until = NULL "
                 f"WHERE lease_owner = ? AND id IN ({', '.join('?' * len(ids))})",
                 (owner, *ids),
@@ -416,8 +441,8 @@ class SqliteExecutionStore:
         keep = execution.state in (ExecutionState.CREATED, ExecutionState.RUNNING)
         event_params = [rows.event_to_params(event) for event in events]
 
-        async def job(db: aiosqlite.Connection) -> bool:
-            cursor = await db.execute(
+        def job(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
                 "UPDATE executions SET namespace = ?, name = ?, version = ?, state = ?, "
                 "input = ?, output = ?, error = ?, pause_name = ?, created_at = ?, "
                 "updated_at = ?, lease_owner = CASE WHEN ? THEN lease_owner END, "
@@ -426,10 +451,10 @@ class SqliteExecutionStore:
                 (*params[1:], keep, keep, params[0], owner),
             )
             updated = cursor.rowcount
-            await cursor.close()
+            cursor.close()
             if not updated:
                 return False
-            await _insert_events(db, event_params)
+            _insert_events(db, event_params)
             return True
 
         return await self._writer.submit(job)
@@ -440,8 +465,8 @@ class SqliteExecutionStore:
         ids = sorted({event.execution_id for event in events})
         event_params = [rows.event_to_params(event) for event in events]
 
-        async def job(db: aiosqlite.Connection) -> bool:
-            row = await _one(
+        def job(db: sqlite3.Connection) -> bool:
+            row = _one_now(
                 db,
                 f"SELECT COUNT(*) FROM executions WHERE id IN ({', '.join('?' * len(ids))}) "
                 f"AND lease_owner = ? AND state IN {_LEASABLE}",
@@ -449,7 +474,7 @@ class SqliteExecutionStore:
             )
             if row[0] != len(ids):
                 return False
-            await _insert_events(db, event_params)
+            _insert_events(db, event_params)
             return True
 
         return await self._writer.submit(job)
@@ -458,11 +483,11 @@ class SqliteExecutionStore:
 _LEASABLE = "('CREATED', 'RUNNING')"
 
 
-async def _insert_events(db: aiosqlite.Connection, event_params: list[tuple[Any, ...]]) -> None:
+def _insert_events(db: sqlite3.Connection, event_params: list[tuple[Any, ...]]) -> None:
     if not event_params:
         return
     try:
-        await db.executemany(
+        db.executemany(
             f"INSERT INTO execution_events ({rows.EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
             event_params,
         )
@@ -474,14 +499,10 @@ class SqliteStorage:
     """The three storage ports over one SQLite file; build it with `await SqliteStorage.open()`."""
 
     def __init__(
-        self,
-        writer_db: aiosqlite.Connection,
-        reader_db: aiosqlite.Connection,
-        clock: Clock,
+        self, writer: GroupCommitWriter, reader_db: aiosqlite.Connection, clock: Clock
     ) -> None:
-        self._writer_db = writer_db
         self._reader_db = reader_db
-        self._writer = GroupCommitWriter(writer_db)
+        self._writer = writer
         self.catalog = SqliteCatalog(reader_db, self._writer, clock)
         self.services = SqliteServiceStore(reader_db, self._writer, clock)
         self.executions = SqliteExecutionStore(reader_db, self._writer)
@@ -490,14 +511,14 @@ class SqliteStorage:
     @classmethod
     async def open(cls, path: str | Path, clock: Clock = time.time) -> SqliteStorage:
         """Open (creating if needed) the database file and apply pending migrations."""
-        writer_db = await _connect(str(path))
+        reader_db = await _connect(str(path))
         try:
-            await migrate(writer_db)
-            reader_db = await _connect(str(path))
+            await migrate(reader_db)  # before anything else writes; migrations commit themselves
+            writer = await GroupCommitWriter.open(lambda: _connect_writer(str(path)))
         except BaseException:
-            await writer_db.close()
+            await reader_db.close()
             raise
-        return cls(writer_db, reader_db, clock)
+        return cls(writer, reader_db, clock)
 
     async def ping(self) -> bool:
         try:
@@ -508,4 +529,3 @@ class SqliteStorage:
     async def close(self) -> None:
         await self._writer.close()
         await self._reader_db.close()
-        await self._writer_db.close()

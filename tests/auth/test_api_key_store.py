@@ -5,33 +5,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import aiosqlite
 import pytest
 
 from adapters.storage.api_keys import MemoryApiKeyStore, SqliteApiKeyStore
-from adapters.storage.migrations import migrate
 from adapters.storage.sqlite import SqliteStorage
 from core.errors import AlreadyExists
 from ports.auth import ApiKey, ApiKeyStore
 
 
-@pytest.fixture(params=["memory", "sqlite-storage", "sqlite-connection"])
+@pytest.fixture(params=["memory", "sqlite-storage"])
 async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[ApiKeyStore]:
     if request.param == "memory":
         yield MemoryApiKeyStore()
-    elif request.param == "sqlite-storage":
+    else:
         storage = await SqliteStorage.open(tmp_path / "flux.db")
         try:
             yield SqliteApiKeyStore.of(storage)
         finally:
             await storage.close()
-    else:
-        db = await aiosqlite.connect(tmp_path / "keys.db", isolation_level=None)
-        try:
-            await migrate(db)
-            yield SqliteApiKeyStore(db, db)
-        finally:
-            await db.close()
 
 
 def key(key_id: str = "k1", name: str = "ci", *permissions: str) -> ApiKey:
