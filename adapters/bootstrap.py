@@ -16,7 +16,7 @@ from adapters.config import Settings
 from adapters.http.auth import RequestAuth, install_bearer_challenge
 from adapters.http.server import Limits, Routes, errors_as_json
 from adapters.storage.factory import Storage, open_storage
-from engine.app import FluxApp
+from engine.app import Executor, FluxApp
 from engine.dispatch import Dispatcher
 from engine.registration import WorkflowLoader
 from engine.runtime import Runtime
@@ -32,7 +32,7 @@ class Flux:
     """Everything a running main server holds."""
 
     storage: Storage
-    runtime: Runtime | Dispatcher
+    runtime: Executor
     app: FluxApp
     auth: RequestAuth
 
@@ -47,7 +47,7 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
     storage = await open_storage(settings.database_url)
     try:
         loader = WorkflowLoader()
-        runtime: Runtime | Dispatcher
+        runtime: Executor
         if executor == "workers":
             runtime = Dispatcher(storage.executions, loader=loader)
         else:

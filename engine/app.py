@@ -9,7 +9,8 @@ catalog is, and any register, delete or service edit is seen by the very next re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 from core.errors import (
     ExecutionNotFound,
@@ -20,6 +21,7 @@ from core.model import (
     CatalogSnapshot,
     Endpoint,
     Execution,
+    ExecutionEvent,
     Resolution,
     ServiceDefinition,
     WorkflowInfo,
@@ -29,12 +31,24 @@ from core.model import (
 from core.resolve import find_endpoint, resolve
 from core.services import ServiceUpdate, apply_update
 from engine.registration import load_workflows
-from engine.runtime import Runtime
 from ports.storage import Catalog, Registered, ServiceStore
 
 
+class Executor(Protocol):
+    """What runs executions for the server: the embedded `engine.runtime.Runtime`, or the
+    `engine.dispatch.Dispatcher` that leaves running them to worker processes."""
+
+    async def start(self, version: WorkflowVersion, body: Any) -> Execution: ...
+    async def run(self, version: WorkflowVersion, body: Any) -> Execution: ...
+    async def resume(self, execution_id: str, body: Any, *, wait: bool) -> Execution: ...
+    async def get(self, execution_id: str) -> Execution: ...
+    def watch(self, execution_id: str) -> AsyncIterator[Execution | ExecutionEvent]: ...
+    async def recover(self) -> Any: ...
+    async def close(self) -> None: ...
+
+
 class FluxApp:
-    def __init__(self, catalog: Catalog, services: ServiceStore, runtime: Runtime) -> None:
+    def __init__(self, catalog: Catalog, services: ServiceStore, runtime: Executor) -> None:
         self.catalog = catalog
         self.services = services
         self.runtime = runtime
