@@ -2,9 +2,10 @@
 
 Every state change and task result is written through the ExecutionStore before anyone is
 told about it; a run that stops (pause, crash, restart) continues by replaying the workflow
-from the start against its log (engine/replay.py). Workflow code runs on worker threads
-(engine/workers.py); the store, the waiters and the watchers live on the caller's loop, which
-this module calls the main loop. See docs/engine.md for the choices.
+from the start against its log (engine/replay.py). The store, the waiters and the watchers live
+on the caller's loop, which this module calls the main loop. Async workflow code runs there
+too; sync workflows and ones caught blocking run on worker threads (engine/loop_guard.py,
+engine/workers.py). See docs/engine.md for the choices.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from core.model import (
     WorkflowVersion,
 )
 from engine import inputs
+from engine.loop_guard import DEFAULT_LIMIT, LoopGuard
 from engine.registration import LoadedWorkflow, WorkflowLoader
 from engine.replay import Outcome, Replayer, error_of
-from engine.workers import WorkerPool
+from engine.workers import Worker, WorkerPool
 from flux.context import ExecutionContext
 from ports.storage import ExecutionStore
 
@@ -74,7 +76,10 @@ class _Live:
         self.history: list[Item] | None = [] if keep_history else None
         self.queues: list[asyncio.Queue[Item]] = []
         self.cancel_requested = False
-        self.run: concurrent.futures.Future[Outcome] | None = None
+        # What to cancel while the workflow code runs: the driving task for a run on the main
+        # loop, the future of the run on its worker otherwise.
+        self.run: asyncio.Future[None] | concurrent.futures.Future[Outcome] | None = None
+        self.worker: Worker | None = None  # None: the run shares the main loop
         self._seq = itertools.count(next_seq)
 
     # engine.replay.Channel
@@ -89,10 +94,14 @@ class _Live:
         return bool(self.queues)
 
     def write(self, saved: list[ExecutionEvent], shown: list[ExecutionEvent]) -> Awaitable[None]:
-        return self.runtime._from_worker(self.runtime._write(self, saved, shown))
+        written = self.runtime._write(self, saved, shown)
+        return written if self.worker is None else self.runtime._from_worker(written)
 
     def publish(self, shown: list[ExecutionEvent]) -> None:
-        self.runtime._loop.call_soon_threadsafe(self.show, shown)
+        if self.worker is None:
+            self.show(shown)
+        else:
+            self.runtime._loop.call_soon_threadsafe(self.show, shown)
 
     # main loop only
 
@@ -124,6 +133,7 @@ class Runtime:
         load: LoadFn,
         loader: WorkflowLoader | None = None,
         workers: int = 4,
+        blocking_limit: float = DEFAULT_LIMIT,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = new_execution_id,
     ) -> None:
@@ -131,6 +141,7 @@ class Runtime:
         self._load = load
         self._loader = loader or WorkflowLoader()
         self._pool = WorkerPool(workers)
+        self._guard = LoopGuard(blocking_limit)
         self._clock = clock
         self._new_id = new_id
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -437,17 +448,16 @@ class Runtime:
                 execution.version,
             )
             replayer = Replayer(live, loaded, context, log_)
-            worker = self._pool.pick()
-            worker.active += 1
-            try:
-                live.run = worker.submit(replayer.run())
-                outcome = await asyncio.wrap_future(live.run)
-            finally:
-                worker.active -= 1
+            if self._guard.may_share_the_loop(loaded):
+                outcome = await self._run_here(live, loaded, replayer)
+            else:
+                outcome = await self._run_on_a_worker(live, replayer)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not live.cancel_requested or (task is not None and task.cancelling()):
+            if self._closed or not live.cancel_requested:
                 raise  # the runtime is closing: the store keeps it RUNNING for recover()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                task.uncancel()  # the cancel was meant for the workflow, which has stopped
             outcome = Outcome(ExecutionState.CANCELLED)
         except Exception as exc:
             log.exception("execution %s could not be driven", live.execution_id)
@@ -458,6 +468,23 @@ class Runtime:
         except Exception as exc:
             log.exception("execution %s: the final state could not be saved", live.execution_id)
             self._forget_with_error(live, exc)
+
+    async def _run_here(self, live: _Live, loaded: LoadedWorkflow, replayer: Replayer) -> Outcome:
+        live.run = asyncio.current_task()
+        try:
+            return await self._guard.watch(loaded, replayer.run())
+        finally:
+            live.run = None  # from here on a cancel waits for the final state to be saved
+
+    async def _run_on_a_worker(self, live: _Live, replayer: Replayer) -> Outcome:
+        worker = live.worker = self._pool.pick()
+        worker.active += 1
+        try:
+            live.run = worker.submit(replayer.run())
+            return await asyncio.wrap_future(live.run)
+        finally:
+            live.run = None
+            worker.active -= 1
 
     async def _finish(self, live: _Live, outcome: Outcome) -> None:
         now = self._clock()
