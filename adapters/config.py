@@ -194,7 +194,9 @@ def _sqlite_url(path: Path) -> str:
 
 
 def sqlite_path(database_url: str) -> str | None:
-    """The file path (or `:memory:`) of a `sqlite:///` URL, None for any other database."""
+    """The file path (or `:memory:`) of a `sqlite:///` URL, None for any other database.
+
+    The `sqlite+aiosqlite://` spelling of older settings is still read the same way."""
     match = re.match(r"^sqlite(\+aiosqlite)?://(/?)(.*)$", database_url)
     if not match:
         return None

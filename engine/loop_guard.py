@@ -4,8 +4,10 @@ An `async def` workflow runs on the server loop, as any asyncio code does: a tri
 costs no thread hand-off at all (see docs/engine.md for the figures). A plain `def` workflow
 would hold the loop for its whole length, so it always runs on a worker thread. An async
 workflow may still block (`time.sleep`, a sync client, a CPU loop): every step of an inline run
-is timed, and a workflow version caught holding the loop longer than `limit` is sent to the
-worker threads from its next run on. The step that was caught cannot be moved; it is logged.
+is timed, and a workflow version caught holding the loop longer than `limit` for `strikes`
+steps is sent to the worker threads from its next run on. Steps already taken cannot be moved;
+each is logged. Several strikes, not one, because a step is timed by the wall clock: on a busy
+machine the OS may pause the whole process for a moment, and that is not the workflow's doing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import inspect
 import logging
 import time
 import types
+from collections import Counter
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
@@ -24,29 +27,35 @@ T = TypeVar("T")
 
 log = logging.getLogger("flux.engine")
 
-DEFAULT_LIMIT = 0.05  # seconds one step of a workflow may hold the server loop
+DEFAULT_LIMIT = 0.1  # seconds one step of a workflow may hold the server loop
+DEFAULT_STRIKES = 3
 
 
 class LoopGuard:
-    def __init__(self, limit: float = DEFAULT_LIMIT) -> None:
+    def __init__(self, limit: float = DEFAULT_LIMIT, strikes: int = DEFAULT_STRIKES) -> None:
         self.limit = limit
-        self._blocking: set[tuple[WorkflowRef, str]] = set()  # (ref, source hash) caught
+        self.strikes = strikes
+        self._caught: Counter[tuple[WorkflowRef, str]] = Counter()  # by (ref, source hash)
 
     def may_share_the_loop(self, loaded: LoadedWorkflow) -> bool:
-        return inspect.iscoroutinefunction(loaded.function) and _key(loaded) not in self._blocking
+        return (
+            inspect.iscoroutinefunction(loaded.function)
+            and self._caught[_key(loaded)] < self.strikes
+        )
 
     def watch(self, loaded: LoadedWorkflow, run: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
-        """`run`, driven step by step; a step over the limit marks the workflow as blocking."""
+        """`run`, driven step by step; a step over the limit is a strike against the workflow."""
 
         def caught(held: float) -> None:
-            if _key(loaded) in self._blocking:
-                return
-            self._blocking.add(_key(loaded))
+            key = _key(loaded)
+            self._caught[key] += 1
+            moved = self._caught[key] == self.strikes
             log.warning(
-                "workflow %s held the event loop for %.3f s in one step; its runs go to "
-                "worker threads from now on (a sync task or `def` workflow avoids this)",
+                "workflow %s held the event loop for %.3f s in one step%s (a sync task or a "
+                "`def` workflow runs on a thread and avoids this)",
                 loaded.ref,
                 held,
+                "; its runs go to worker threads from now on" if moved else "",
             )
 
         return _timed(run, self.limit, caught)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-import aiosqlite
 from attrs import evolve
 
 from core.errors import AlreadyExists
@@ -15,6 +14,10 @@ from ports.auth import ApiKey
 
 T = TypeVar("T")
 _COLUMNS = "key_id, name, permissions, revoked, created_at"
+
+
+class _Reader(Protocol):
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]: ...
 
 
 class _Writer(Protocol):
@@ -35,11 +38,11 @@ def _row_to_key(row: Any) -> ApiKey:
 class SqliteApiKeyStore:
     """Keys in the `api_keys` table of the server's SQLite database (migration 3).
 
-    Reads go to `reader`; writes go through the storage's group-commit `writer`, so they never
-    interleave with its batched transactions.
+    Reads go to the storage's batch `reader`; writes go through its group-commit `writer`, so
+    they never interleave with its batched transactions.
     """
 
-    def __init__(self, reader: aiosqlite.Connection, writer: _Writer):
+    def __init__(self, reader: _Reader, writer: _Writer):
         self._reader = reader
         self._writer = writer
 
@@ -49,7 +52,7 @@ class SqliteApiKeyStore:
         existing = getattr(storage, "api_keys", None)
         if isinstance(existing, SqliteApiKeyStore):
             return existing
-        return cls(storage._reader_db, storage._writer)
+        return cls(storage._reader, storage._writer)
 
     async def add(self, key: ApiKey, secret_hash: str) -> None:
         def job(db: sqlite3.Connection) -> None:
@@ -82,9 +85,7 @@ class SqliteApiKeyStore:
         return await self._one(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", key_id)
 
     async def list(self) -> list[ApiKey]:
-        found = await self._reader.execute_fetchall(
-            f"SELECT {_COLUMNS} FROM api_keys ORDER BY name"
-        )
+        found = await self._reader.fetchall(f"SELECT {_COLUMNS} FROM api_keys ORDER BY name")
         return [_row_to_key(row) for row in found]
 
     async def revoke(self, key_id: str) -> bool:
@@ -94,8 +95,7 @@ class SqliteApiKeyStore:
         return await self._change("DELETE FROM api_keys WHERE key_id = ?", key_id)
 
     async def _one(self, sql: str, value: str) -> ApiKey | None:
-        # One job on the reader's thread, so no open cursor pins an old snapshot.
-        found = await self._reader.execute_fetchall(sql, (value,))
+        found = await self._reader.fetchall(sql, (value,))
         return _row_to_key(found[0]) if found else None
 
     async def _change(self, sql: str, value: str) -> bool:

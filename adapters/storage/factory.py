@@ -1,7 +1,8 @@
 """Pick and open the storage adapter a database URL names.
 
-- `sqlite:///relative/flux.db`, `sqlite:////absolute/flux.db` (also `sqlite+aiosqlite://`) or
-  a plain path: SQLite, one machine (the parent directory is created if missing).
+- `sqlite:///relative/flux.db`, `sqlite:////absolute/flux.db` (the older `sqlite+aiosqlite://`
+  form still works) or a plain path: SQLite, one machine (the parent directory is created if
+  missing).
 - `postgresql://user:password@host:5432/db` (also `postgres://`, `postgresql+asyncpg://`):
   PostgreSQL, any number of replicas. An optional `?schema=NAME` keeps Flux's tables in that
   schema; every other query parameter is passed on to asyncpg (e.g. `sslmode=require`).

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sqlite3
 import time
 
-import aiosqlite
 from attrs import frozen
 
 
@@ -130,37 +129,39 @@ def statements(sql: str) -> list[str]:
     return found
 
 
-async def applied_versions(db: aiosqlite.Connection) -> set[int]:
-    async with db.execute("SELECT version FROM schema_migrations") as cursor:
-        return {row[0] for row in await cursor.fetchall()}
+def applied_versions(db: sqlite3.Connection) -> set[int]:
+    return {row[0] for row in db.execute("SELECT version FROM schema_migrations").fetchall()}
 
 
-async def migrate(db: aiosqlite.Connection, migrations: list[Migration] | None = None) -> list[int]:
+def migrate(db: sqlite3.Connection, migrations: list[Migration] | None = None) -> list[int]:
     """Apply the pending migrations in order; returns the versions applied by this call.
 
     `db` must be in autocommit mode (isolation_level=None) so the transactions here are ours.
+    This blocks on the file's write lock: call it on the connection's own thread, never on the
+    event loop (the SQLite adapter runs it as its writer connection opens).
     """
     todo = sorted(MIGRATIONS if migrations is None else migrations, key=lambda m: m.version)
-    await db.execute(_LEDGER)
-    done = await applied_versions(db)
+    db.execute(_LEDGER)
+    done = applied_versions(db)
     applied: list[int] = []
     for migration in todo:
         if migration.version in done:
             continue
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have applied it while we waited for the write lock.
-            if migration.version not in await applied_versions(db):
+            if migration.version not in applied_versions(db):
                 for statement in statements(migration.sql):
-                    await db.execute(statement)
-                await db.execute(
+                    db.execute(statement)
+                db.execute(
                     "INSERT INTO schema_migrations (version, description, applied_at) "
                     "VALUES (?, ?, ?)",
                     (migration.version, migration.description, time.time()),
                 )
                 applied.append(migration.version)
-            await db.execute("COMMIT")
+            db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            if db.in_transaction:  # some errors end the transaction themselves
+                db.execute("ROLLBACK")
             raise
     return applied

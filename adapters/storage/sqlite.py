@@ -1,13 +1,18 @@
-"""SQLite storage (aiosqlite): the embedded default behind the three storage ports.
+"""SQLite storage: the embedded default behind the three storage ports.
 
 Durability: WAL journal with `synchronous=NORMAL`. A commit is in the WAL when a call returns, so
 it survives a crash or `kill -9` of the process; only an OS crash or power loss may drop the last
 commits before a checkpoint (use `synchronous=FULL` if that matters more than write speed).
 
-Connections: ONE writer connection, fed by a group-commit writer task (see `group_commit`), does
-every write, so concurrent service updates or execution saves never race each other and many
-execution writes share one commit. A separate reader connection serves reads; WAL lets it read
-while the writer writes. `busy_timeout` covers other processes using the same file.
+Connections: two plain `sqlite3` connections, each on a thread of its own and fed in batches
+from the event loop (see `batching`), so no call blocks the loop and a batch costs one thread
+hop however many statements it holds. ONE writer connection, behind the group-commit writer
+(see `group_commit`), does every write, so concurrent service updates or execution saves never
+race each other and many execution writes share one commit; it also applies the schema
+migrations as it opens. The reader connection (see `batch_reader`) serves every read; WAL lets
+it read while the writer writes. Each read is a snapshot of its own taken when its batch runs,
+so a write is seen by any read asked after it returned, and the same statement asked by
+concurrent callers in one batch runs once. `busy_timeout` covers other processes using the file.
 
 Catalog caching: `revision()` is one primary-key read of the `meta` table; `snapshot()` answers
 from a snapshot cached by revision and re-reads the catalog only when the revision moved, so a
@@ -22,11 +27,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from attrs import evolve
 
 from adapters.storage import rows
 from adapters.storage.api_keys import SqliteApiKeyStore
+from adapters.storage.batch_reader import BatchReader
 from adapters.storage.group_commit import GroupCommitWriter
 from adapters.storage.migrations import migrate
 from core.errors import AlreadyExists, ServiceNotFound
@@ -70,32 +75,40 @@ _PRAGMAS = (
 )
 
 
-async def _connect(path: str) -> aiosqlite.Connection:
-    db = await aiosqlite.connect(path, isolation_level=None)
-    for pragma in _PRAGMAS:
-        await db.execute(pragma)
-    return db
-
-
-def _connect_writer(path: str) -> sqlite3.Connection:
-    """The writer's plain connection; opened on, and only ever used from, the writer thread."""
+def _connect(path: str, *pragmas: str) -> sqlite3.Connection:
+    """A plain autocommit connection; opened on, and only ever used from, its owner's thread."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    for pragma in _PRAGMAS:
+    for pragma in (*_PRAGMAS, *pragmas):
         db.execute(pragma)
     return db
 
 
-# A read is one job on the connection's thread (execute, fetch everything, close): a cursor
-# left open across awaits would keep the connection's read transaction, and so its snapshot,
-# alive while other reads interleave, and a commit made meanwhile would stay unseen.
+def _connect_writer(path: str) -> sqlite3.Connection:
+    db = _connect(path)
+    try:
+        migrate(db)  # before anything else writes; each migration commits itself
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
-async def _all(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-    return list(await db.execute_fetchall(sql, params))
+def _connect_reader(path: str) -> sqlite3.Connection:
+    # query_only keeps every write on the writer, where the group commit orders them.
+    return _connect(path, "PRAGMA query_only = ON")
 
 
-async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-    found = await _all(db, sql, params)
+# A read is one reader job that fetches everything before it returns: a cursor left open would
+# keep its read transaction, and so its snapshot, alive, and a commit made meanwhile would stay
+# unseen by the reads after it.
+
+
+async def _all(reader: BatchReader, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
+    return await reader.fetchall(sql, params)
+
+
+async def _one(reader: BatchReader, sql: str, params: Sequence[Any] = ()) -> Any:
+    found = await _all(reader, sql, params)
     return found[0] if found else None
 
 
@@ -111,7 +124,7 @@ def _one_now(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> An
 
 
 class SqliteCatalog:
-    def __init__(self, reader: aiosqlite.Connection, writer: GroupCommitWriter, clock: Clock):
+    def __init__(self, reader: BatchReader, writer: GroupCommitWriter, clock: Clock):
         self._reader = reader
         self._writer = writer
         self._clock = clock
@@ -224,7 +237,7 @@ class SqliteCatalog:
 
 
 class SqliteServiceStore:
-    def __init__(self, reader: aiosqlite.Connection, writer: GroupCommitWriter, clock: Clock):
+    def __init__(self, reader: BatchReader, writer: GroupCommitWriter, clock: Clock):
         self._reader = reader
         self._writer = writer
         self._clock = clock
@@ -303,7 +316,7 @@ class SqliteServiceStore:
 
 
 class SqliteExecutionStore:
-    def __init__(self, reader: aiosqlite.Connection, writer: GroupCommitWriter):
+    def __init__(self, reader: BatchReader, writer: GroupCommitWriter):
         self._reader = reader
         self._writer = writer
 
@@ -498,34 +511,31 @@ def _insert_events(db: sqlite3.Connection, event_params: list[tuple[Any, ...]]) 
 class SqliteStorage:
     """The three storage ports over one SQLite file; build it with `await SqliteStorage.open()`."""
 
-    def __init__(
-        self, writer: GroupCommitWriter, reader_db: aiosqlite.Connection, clock: Clock
-    ) -> None:
-        self._reader_db = reader_db
+    def __init__(self, writer: GroupCommitWriter, reader: BatchReader, clock: Clock) -> None:
+        self._reader = reader
         self._writer = writer
-        self.catalog = SqliteCatalog(reader_db, self._writer, clock)
-        self.services = SqliteServiceStore(reader_db, self._writer, clock)
-        self.executions = SqliteExecutionStore(reader_db, self._writer)
-        self.api_keys = SqliteApiKeyStore(reader_db, self._writer)
+        self.catalog = SqliteCatalog(reader, writer, clock)
+        self.services = SqliteServiceStore(reader, writer, clock)
+        self.executions = SqliteExecutionStore(reader, writer)
+        self.api_keys = SqliteApiKeyStore(reader, writer)
 
     @classmethod
     async def open(cls, path: str | Path, clock: Clock = time.time) -> SqliteStorage:
         """Open (creating if needed) the database file and apply pending migrations."""
-        reader_db = await _connect(str(path))
+        writer = await GroupCommitWriter.open(lambda: _connect_writer(str(path)))
         try:
-            await migrate(reader_db)  # before anything else writes; migrations commit themselves
-            writer = await GroupCommitWriter.open(lambda: _connect_writer(str(path)))
+            reader = await BatchReader.open(lambda: _connect_reader(str(path)))
         except BaseException:
-            await reader_db.close()
+            await writer.close()
             raise
-        return cls(writer, reader_db, clock)
+        return cls(writer, reader, clock)
 
     async def ping(self) -> bool:
         try:
-            return await _one(self._reader_db, "SELECT 1") == (1,)
+            return await _one(self._reader, "SELECT 1") == (1,)
         except Exception:
             return False
 
     async def close(self) -> None:
         await self._writer.close()
-        await self._reader_db.close()
+        await self._reader.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 
-import aiosqlite
 import pytest
 from attrs import evolve
 
@@ -159,19 +158,19 @@ def test_statement_splitting_keeps_trigger_bodies_whole():
     assert "'a;b'" in found[2]
 
 
-async def test_failed_migration_leaves_no_trace(tmp_path):
+def test_failed_migration_leaves_no_trace(tmp_path):
     broken = [
         Migration(1, "one", "CREATE TABLE a (x INTEGER)"),
         Migration(2, "half done", "CREATE TABLE b (x INTEGER); INSERT INTO nowhere VALUES (1)"),
     ]
-    db = await aiosqlite.connect(tmp_path / "x.db", isolation_level=None)
+    db = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
     try:
         with pytest.raises(sqlite3.OperationalError):
-            await migrate(db, broken)
-        async with db.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cur:
-            tables = {row[0] for row in await cur.fetchall()}
+            migrate(db, broken)
+        found = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        tables = {row[0] for row in found}
         assert "a" in tables and "b" not in tables
-        assert await migrate(db, broken[:1]) == []
+        assert migrate(db, broken[:1]) == []
     finally:
-        await db.close()
+        db.close()
     assert ledger(tmp_path / "x.db") == [1]

@@ -384,9 +384,7 @@ async def test_a_write_is_seen_by_the_next_read_under_concurrent_reads(storage):
         for _ in range(200):
             await asyncio.gather(*(storage.executions.get(i) for i in ids[:8]))
 
-    await asyncio.wait_for(
-        asyncio.gather(keep_reading(), *(save_then_read(i) for i in ids)), BOUND
-    )
+    await asyncio.wait_for(asyncio.gather(keep_reading(), *(save_then_read(i) for i in ids)), BOUND)
     assert stale == []
 
 
