@@ -37,8 +37,11 @@ VERSION = "0.1.0"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)  # made once, not per call
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return _ENCODER.encode(value)
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

@@ -1,13 +1,14 @@
 """One SQLite connection on a thread of its own, fed jobs in batches from the event loop.
 
 The group-commit writer and the batch reader are both built on `BatchedConnection`. Callers
-queue a job (a plain function of the `sqlite3.Connection`); one task takes everything queued so
-far, up to `MAX_BATCH`, hands the whole batch to the connection's thread in a single
-`run_in_executor` call, and then settles each caller's future. Jobs queue up while a batch is on
-the thread, so batches grow with load and add no delay when idle.
+queue a job (a plain function of the `sqlite3.Connection`). The first job queued while no batch
+is on the thread schedules a flush with `call_soon`, so a batch holds every job queued in that
+turn of the loop (up to `MAX_BATCH`); jobs queued while a batch is on the thread wait for the
+next one. Batches therefore grow with load and add no delay when idle.
 
-The thread hop, not SQLite, is the dear part of a small statement: a batch costs two thread
-switches however many jobs it holds.
+The hop to the thread, not SQLite, is the dear part of a small statement, so it is kept bare:
+a plain thread blocking on a `SimpleQueue`, and one `call_soon_threadsafe` back with every
+outcome of the batch. A batch costs two thread switches however many jobs it holds.
 
 What a batch means is up to its owner's `run_batch`, which runs on the thread and returns one
 outcome per job: the writer wraps the jobs in one transaction, the reader runs each on its own.
@@ -20,9 +21,10 @@ never older than any of their requests.
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from attrs import define
@@ -42,40 +44,76 @@ class _Pending:
     future: asyncio.Future[Any]
 
 
+# What goes over to the thread: one job per group of callers, and the groups to answer.
+_Request = tuple[list[Job[Any]], list[list[_Pending]]]
+
+
 class BatchedConnection:
     """Build it with `await BatchedConnection.open(connect, run_batch, name=...)`."""
 
     def __init__(
-        self, thread: ThreadPoolExecutor, db: sqlite3.Connection, run_batch: RunBatch, name: str
+        self,
+        loop: asyncio.AbstractEventLoop,
+        requests: queue.SimpleQueue[_Request | None],
+        thread: threading.Thread,
     ) -> None:
+        self._loop = loop
+        self._requests = requests
         self._thread = thread
-        self._db = db
-        self._run_batch = run_batch
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._queued: list[_Pending] = []
+        self._in_flight = False
+        self._flush_scheduled = False
         self._closed = False
-        self._task = asyncio.get_running_loop().create_task(self._serve(), name=name)
+        self._drained: asyncio.Future[None] | None = None
 
     @classmethod
     async def open(
         cls, connect: Callable[[], sqlite3.Connection], run_batch: RunBatch, *, name: str
     ) -> BatchedConnection:
         """`connect` runs on the new thread, which then owns the connection it returns."""
-        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        try:
-            db = await asyncio.get_running_loop().run_in_executor(thread, connect)
-        except BaseException:
-            thread.shutdown(wait=False)
-            raise
-        return cls(thread, db, run_batch, name)
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = loop.create_future()
+        requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        connection: BatchedConnection | None = None
+
+        def serve() -> None:
+            try:
+                db = connect()
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_settle, opened, False, exc)
+                return
+            loop.call_soon_threadsafe(_settle, opened, True, None)
+            try:
+                while (request := requests.get()) is not None:
+                    jobs, groups = request
+                    try:
+                        outcomes = run_batch(db, jobs)
+                    except Exception as exc:
+                        # run_batch reports job errors as outcomes; this is a fault of its own,
+                        # and the callers must hear of it rather than wait forever.
+                        outcomes = [(False, exc)] * len(jobs)
+                    assert connection is not None
+                    loop.call_soon_threadsafe(connection._finished, groups, outcomes)
+            finally:
+                db.close()
+
+        thread = threading.Thread(target=serve, name=name, daemon=True)
+        connection = cls(loop, requests, thread)
+        thread.start()
+        await opened
+        return connection
 
     async def submit(self, job: Job[T], key: Hashable | None = None) -> T:
         """Run `job` in the next batch and return what it returned (or raise what it raised)."""
         if self._closed:
             raise RuntimeError("storage is closed")
         if key is not None:
-            hash(key)  # an unhashable key fails its caller here, not the batching task later
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(job, key, future))
+            hash(key)  # an unhashable key fails its caller here, not the batch later
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queued.append(_Pending(job, key, future))
+        if not self._in_flight and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
         return await future
 
     async def close(self) -> None:
@@ -83,45 +121,38 @@ class BatchedConnection:
         if self._closed:
             return
         self._closed = True
-        self._queue.put_nowait(None)
-        await self._task
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
-        self._thread.shutdown(wait=True)
+        if self._in_flight or self._queued:
+            self._drained = self._loop.create_future()
+            await self._drained
+        self._requests.put(None)
+        await asyncio.to_thread(self._thread.join)
 
-    async def _serve(self) -> None:
-        stopping = False
-        while not stopping:
-            batch, stopping = await self._next_batch()
-            if batch:
-                await self._execute(batch)
+    # -- on the event loop -------------------------------------------------------------------
 
-    async def _next_batch(self) -> tuple[list[_Pending], bool]:
-        """Wait for one job, then take whatever else is already queued; True once told to stop."""
-        batch: list[_Pending] = []
-        item = await self._queue.get()
-        while True:
-            if item is None:
-                return batch, True
-            if not item.future.done():  # a cancelled caller no longer wants it run
-                batch.append(item)
-            if len(batch) >= MAX_BATCH or self._queue.empty():
-                return batch, False
-            item = self._queue.get_nowait()
-
-    async def _execute(self, batch: list[_Pending]) -> None:
+    def _flush(self) -> None:
+        """Hand what is queued (callers that gave up left out) to the thread as one batch."""
+        self._flush_scheduled = False
+        batch = [pending for pending in self._queued[:MAX_BATCH] if not pending.future.done()]
+        del self._queued[:MAX_BATCH]
+        if not batch:
+            self._after_batch()
+            return
         groups = _by_key(batch)
-        jobs = [group[0].job for group in groups]
-        try:
-            outcomes = await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._run_batch, self._db, jobs
-            )
-        except Exception as exc:
-            # run_batch reports job errors as outcomes; this is a fault of its own, and the
-            # callers must hear of it rather than wait forever.
-            outcomes = [(False, exc)] * len(jobs)
+        self._in_flight = True
+        self._requests.put(([group[0].job for group in groups], groups))
+
+    def _finished(self, groups: list[list[_Pending]], outcomes: list[Outcome]) -> None:
+        self._in_flight = False
         for group, (ok, value) in zip(groups, outcomes, strict=True):
             for pending in group:
                 _settle(pending.future, ok, value)
+        self._after_batch()
+
+    def _after_batch(self) -> None:
+        if self._queued:
+            self._flush()
+        elif not self._in_flight and self._drained is not None:
+            _settle(self._drained, True, None)
 
 
 def _by_key(batch: list[_Pending]) -> list[list[_Pending]]:

@@ -17,9 +17,11 @@ from core.model import (
     WorkflowRef,
 )
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps builds one per call
+
 
 def dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else _ENCODER.encode(value)
 
 
 def load(text: str | None) -> Any:
