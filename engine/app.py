@@ -131,7 +131,9 @@ class FluxApp:
         )
 
     async def _refresh_memo(self) -> None:
-        key = (await self.services.revision(), await self.catalog.revision())
+        # Asked together: a store that batches reads answers both in one round trip.
+        services, catalog = await asyncio.gather(self.services.revision(), self.catalog.revision())
+        key = (services, catalog)
         if key != self._memo_key:
             self._memo_key = key
             self._resolutions = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from attrs import frozen
@@ -43,8 +43,9 @@ class Catalog(Protocol):
         """Store a new version of each workflow whose source hash differs from its latest
         version, all in one transaction. Moves the revision on if anything changed."""
 
-    async def revision(self) -> int:
-        """A number that changes on every register or delete (cheap: used per request)."""
+    def revision(self) -> Awaitable[int]:
+        """A number that changes on every register or delete (cheap: used per request). An
+        adapter may start the read when called rather than when awaited."""
 
     async def snapshot(self) -> CatalogSnapshot:
         """The latest version of every workflow, with the revision it was read at."""
@@ -80,8 +81,9 @@ class ServiceStore(Protocol):
 
     async def delete(self, name: str) -> bool: ...
 
-    async def revision(self) -> int:
-        """A number that changes on every create, update or delete of any service."""
+    def revision(self) -> Awaitable[int]:
+        """A number that changes on every create, update or delete of any service (see
+        `Catalog.revision`)."""
 
 
 class ExecutionStore(Protocol):

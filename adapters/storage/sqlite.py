@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,16 @@ def _one_now(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> An
     return db.execute(sql, params).fetchone()
 
 
+def _revision(reader: BatchReader, key: str) -> Awaitable[int]:
+    """Asked at once, not when awaited: both revisions of a request go over in one batch, and
+    every request of that batch shares the two reads."""
+
+    def job(db: sqlite3.Connection) -> int:
+        return db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+    return reader.ask(job, ("revision", key))
+
+
 class SqliteCatalog:
     def __init__(self, reader: BatchReader, writer: GroupCommitWriter, clock: Clock):
         self._reader = reader
@@ -173,9 +183,8 @@ class SqliteCatalog:
 
         return await self._writer.submit(job)
 
-    async def revision(self) -> int:
-        row = await _one(self._reader, "SELECT value FROM meta WHERE key = 'catalog_revision'")
-        return row[0]
+    def revision(self) -> Awaitable[int]:
+        return _revision(self._reader, "catalog_revision")
 
     async def snapshot(self) -> CatalogSnapshot:
         if await self.revision() == self._snapshot.revision:
@@ -310,9 +319,8 @@ class SqliteServiceStore:
 
         return await self._writer.submit(job)
 
-    async def revision(self) -> int:
-        row = await _one(self._reader, "SELECT value FROM meta WHERE key = 'services_revision'")
-        return row[0]
+    def revision(self) -> Awaitable[int]:
+        return _revision(self._reader, "services_revision")
 
 
 class SqliteExecutionStore:
