@@ -20,7 +20,7 @@ from bench.procs import ROOT
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
 # Buckets by file path, first match wins; what is left is "other".
 AREAS = (
-    ("sqlite (aiosqlite thread, sqlite3)", ("aiosqlite", "sqlite3")),
+    ("sqlite3 (reader and writer threads)", ("sqlite3", "/adapters/storage/batching")),
     ("flux engine/", ("/engine/",)),
     ("flux adapters/", ("/adapters/",)),
     ("flux core/", ("/core/",)),

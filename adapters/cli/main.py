@@ -185,7 +185,11 @@ def start() -> None:
 @click.option("--host", help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8000).")
 @click.option("--database-url", metavar="URL", help="sqlite:///path (default .flux/flux.db).")
-@click.option("--workers", type=int, help="Concurrent workflow executions (default 4).")
+@click.option(
+    "--workers",
+    type=int,
+    help="Threads for def workflows and ones caught blocking the loop (default 4).",
+)
 @click.option(
     "--executor",
     type=click.Choice(["embedded", "workers"]),

@@ -68,7 +68,7 @@ CORE_FORBIDDEN = frozenset(
         "io",
         "importlib",
         "aiohttp",
-        "aiosqlite",
+        "sqlite3",
         "click",
         "mcp",
         "engine",
