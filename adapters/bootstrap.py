@@ -59,7 +59,12 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
         auth = build_auth(settings, storage)
         try:
             await runtime.recover()
-            yield Flux(storage, runtime, FluxApp(storage.catalog, storage.services, runtime), auth)
+            yield Flux(
+                storage,
+                runtime,
+                FluxApp(storage.catalog, storage.services, storage.revisions, runtime),
+                auth,
+            )
         finally:
             try:
                 await runtime.close()

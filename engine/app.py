@@ -2,8 +2,9 @@
 
 Every decision is a pure function of `core`; this module only fetches what the decision needs
 through the ports and hands the result to the runtime. Resolutions are memoised by
-(services revision, catalog revision), so a call costs two revision reads however large the
-catalog is, and any register, delete or service edit is seen by the very next request.
+(services revision, catalog revision), so a call costs one small read of both revisions
+(`Revisions.current`) however large the catalog is, and any register, delete or service edit is
+seen by the very next request.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from core.model import (
 from core.resolve import find_endpoint, resolve
 from core.services import ServiceUpdate, apply_update
 from engine.registration import load_workflows
-from ports.storage import Catalog, Registered, ServiceStore
+from ports.storage import Catalog, Registered, Revisions, ServiceStore
 
 
 class Executor(Protocol):
@@ -48,9 +49,12 @@ class Executor(Protocol):
 
 
 class FluxApp:
-    def __init__(self, catalog: Catalog, services: ServiceStore, runtime: Executor) -> None:
+    def __init__(
+        self, catalog: Catalog, services: ServiceStore, revisions: Revisions, runtime: Executor
+    ) -> None:
         self.catalog = catalog
         self.services = services
+        self.revisions = revisions
         self.runtime = runtime
         self._memo_key: tuple[int, int] = (-1, -1)
         self._resolutions: dict[str, Resolution | None] = {}
@@ -131,9 +135,7 @@ class FluxApp:
         )
 
     async def _refresh_memo(self) -> None:
-        # Asked together: a store that batches reads answers both in one round trip.
-        services, catalog = await asyncio.gather(self.services.revision(), self.catalog.revision())
-        key = (services, catalog)
+        key = await self.revisions.current()
         if key != self._memo_key:
             self._memo_key = key
             self._resolutions = {}

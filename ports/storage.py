@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from attrs import frozen
@@ -43,9 +43,8 @@ class Catalog(Protocol):
         """Store a new version of each workflow whose source hash differs from its latest
         version, all in one transaction. Moves the revision on if anything changed."""
 
-    def revision(self) -> Awaitable[int]:
-        """A number that changes on every register or delete (cheap: used per request). An
-        adapter may start the read when called rather than when awaited."""
+    async def revision(self) -> int:
+        """A number that changes on every register or delete."""
 
     async def snapshot(self) -> CatalogSnapshot:
         """The latest version of every workflow, with the revision it was read at."""
@@ -81,9 +80,14 @@ class ServiceStore(Protocol):
 
     async def delete(self, name: str) -> bool: ...
 
-    def revision(self) -> Awaitable[int]:
-        """A number that changes on every create, update or delete of any service (see
-        `Catalog.revision`)."""
+    async def revision(self) -> int:
+        """A number that changes on every create, update or delete of any service."""
+
+
+class Revisions(Protocol):
+    async def current(self) -> tuple[int, int]:
+        """(services revision, catalog revision) in one read: what every service call checks
+        to know whether the resolutions it memoised still hold, so it must be cheap."""
 
 
 class ExecutionStore(Protocol):

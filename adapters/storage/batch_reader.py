@@ -15,7 +15,6 @@ revisions, say) into one query.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable, Hashable, Sequence
@@ -42,10 +41,6 @@ class BatchReader:
         """Run `job` in the next batch. Jobs of one batch that share a non-None `key` run once;
         give a key only to jobs that would all read the same thing."""
         return await self._connection.submit(job, key)
-
-    def ask(self, job: Job[T], key: Hashable | None = None) -> asyncio.Future[T]:
-        """`read`, queued at once rather than when awaited (see `BatchedConnection.ask`)."""
-        return self._connection.ask(job, key)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
         """Every row of one statement. The same statement with the same parameters asked in one

@@ -105,11 +105,6 @@ class BatchedConnection:
 
     async def submit(self, job: Job[T], key: Hashable | None = None) -> T:
         """Run `job` in the next batch and return what it returned (or raise what it raised)."""
-        return await self.ask(job, key)
-
-    def ask(self, job: Job[T], key: Hashable | None = None) -> asyncio.Future[T]:
-        """Queue `job` now, before anything is awaited, and hand back the future of its outcome:
-        jobs asked one after the other in the same turn of the loop share one batch."""
         if self._closed:
             raise RuntimeError("storage is closed")
         if key is not None:
@@ -119,7 +114,7 @@ class BatchedConnection:
         if not self._in_flight and not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        return future
+        return await future
 
     async def close(self) -> None:
         """Finish every job submitted so far, then close the connection and stop its thread."""

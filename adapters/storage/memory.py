@@ -264,6 +264,15 @@ def _stored_execution(execution: Execution) -> Execution:
     return evolve(execution, input=_copy_json(execution.input), output=_copy_json(execution.output))
 
 
+class MemoryRevisions:
+    def __init__(self, services: MemoryServiceStore, catalog: MemoryCatalog) -> None:
+        self._services = services
+        self._catalog = catalog
+
+    async def current(self) -> tuple[int, int]:
+        return await self._services.revision(), await self._catalog.revision()
+
+
 class MemoryStorage:
     """The three storage ports over plain dicts, one attribute per port."""
 
@@ -271,6 +280,7 @@ class MemoryStorage:
         self.catalog = MemoryCatalog(clock)
         self.services = MemoryServiceStore()
         self.executions = MemoryExecutionStore()
+        self.revisions = MemoryRevisions(self.services, self.catalog)
 
     async def ping(self) -> bool:
         return True

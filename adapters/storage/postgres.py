@@ -67,6 +67,7 @@ _SNAPSHOT = f"""
 _LOCK_REVISION = "SELECT value FROM revisions WHERE key = $1 FOR UPDATE"
 _BUMP = "UPDATE revisions SET value = value + 1 WHERE key = $1"
 _REVISION = "SELECT value FROM revisions WHERE key = $1"
+_REVISIONS = "SELECT key, value FROM revisions WHERE key IN ('services', 'catalog')"
 
 _SERVICE = "name, namespaces, workflows, exclusions, mcp_enabled, revision"
 _EXECUTION = (
@@ -556,11 +557,20 @@ class PostgresApiKeyStore:
         return _affected(status) > 0
 
 
+class PostgresRevisions:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def current(self) -> tuple[int, int]:
+        found = dict(await self._pool.fetch(_REVISIONS))
+        return found["services"], found["catalog"]
+
+
 class PostgresStorage:
     """The storage ports over one PostgreSQL database; build it with `await PostgresStorage.open()`.
 
-    Attributes: `catalog`, `services`, `executions` (ports/storage.py) and `api_keys`
-    (ports/auth.py), all sharing one connection pool.
+    Attributes: `catalog`, `services`, `executions`, `revisions` (ports/storage.py) and
+    `api_keys` (ports/auth.py), all sharing one connection pool.
     """
 
     def __init__(self, pool: asyncpg.Pool, clock: Clock) -> None:
@@ -568,6 +578,7 @@ class PostgresStorage:
         self.catalog = PostgresCatalog(pool, clock)
         self.services = PostgresServiceStore(pool, clock)
         self.executions = PostgresExecutionStore(pool)
+        self.revisions = PostgresRevisions(pool)
         self.api_keys = PostgresApiKeyStore(pool)
 
     @classmethod

@@ -14,7 +14,8 @@ it read while the writer writes. Each read is a snapshot of its own taken when i
 so a write is seen by any read asked after it returned, and the same statement asked by
 concurrent callers in one batch runs once. `busy_timeout` covers other processes using the file.
 
-Catalog caching: `revision()` is one primary-key read of the `meta` table; `snapshot()` answers
+Catalog caching: `revision()` is one primary-key read of the `meta` table (`SqliteRevisions`
+reads both revisions in one statement, which every service call does); `snapshot()` answers
 from a snapshot cached by revision and re-reads the catalog only when the revision moved, so a
 register or delete by this or any other process is seen by the very next call.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ _SNAPSHOT = f"""
     ORDER BY l.namespace, l.name
 """
 
+
+_REVISIONS = "SELECT key, value FROM meta WHERE key IN ('services_revision', 'catalog_revision')"
 
 _PRAGMAS = (
     f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
@@ -123,14 +126,15 @@ def _one_now(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> An
     return db.execute(sql, params).fetchone()
 
 
-def _revision(reader: BatchReader, key: str) -> Awaitable[int]:
-    """Asked at once, not when awaited: both revisions of a request go over in one batch, and
-    every request of that batch shares the two reads."""
+class SqliteRevisions:
+    """Both revisions in one statement; the concurrent requests of a batch share its one run."""
 
-    def job(db: sqlite3.Connection) -> int:
-        return db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+    def __init__(self, reader: BatchReader) -> None:
+        self._reader = reader
 
-    return reader.ask(job, ("revision", key))
+    async def current(self) -> tuple[int, int]:
+        found = dict(await _all(self._reader, _REVISIONS))
+        return found["services_revision"], found["catalog_revision"]
 
 
 class SqliteCatalog:
@@ -183,8 +187,9 @@ class SqliteCatalog:
 
         return await self._writer.submit(job)
 
-    def revision(self) -> Awaitable[int]:
-        return _revision(self._reader, "catalog_revision")
+    async def revision(self) -> int:
+        row = await _one(self._reader, "SELECT value FROM meta WHERE key = 'catalog_revision'")
+        return row[0]
 
     async def snapshot(self) -> CatalogSnapshot:
         if await self.revision() == self._snapshot.revision:
@@ -319,8 +324,9 @@ class SqliteServiceStore:
 
         return await self._writer.submit(job)
 
-    def revision(self) -> Awaitable[int]:
-        return _revision(self._reader, "services_revision")
+    async def revision(self) -> int:
+        row = await _one(self._reader, "SELECT value FROM meta WHERE key = 'services_revision'")
+        return row[0]
 
 
 class SqliteExecutionStore:
@@ -525,6 +531,7 @@ class SqliteStorage:
         self.catalog = SqliteCatalog(reader, writer, clock)
         self.services = SqliteServiceStore(reader, writer, clock)
         self.executions = SqliteExecutionStore(reader, writer)
+        self.revisions = SqliteRevisions(reader)
         self.api_keys = SqliteApiKeyStore(reader, writer)
 
     @classmethod

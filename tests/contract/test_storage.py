@@ -218,6 +218,27 @@ async def test_service_update_moves_revisions(storage):
     assert await storage.services.revision() != revision
 
 
+async def test_revisions_read_both_kinds_together_and_follow_every_write(storage):
+    async def both_ways() -> tuple[int, int]:
+        together = await storage.revisions.current()
+        assert together == (await storage.services.revision(), await storage.catalog.revision())
+        return together
+
+    seen = [await both_ways()]
+    await storage.services.create(service())
+    seen.append(await both_ways())
+    await storage.catalog.register([wf("billing/invoice")])
+    seen.append(await both_ways())
+    await storage.services.update("billing", lambda s: evolve(s, mcp_enabled=True))
+    seen.append(await both_ways())
+    await storage.catalog.delete(WorkflowRef.parse("billing/invoice"))
+    seen.append(await both_ways())
+    services_moved = [b[0] != a[0] for a, b in zip(seen, seen[1:], strict=False)]
+    catalog_moved = [b[1] != a[1] for a, b in zip(seen, seen[1:], strict=False)]
+    assert services_moved == [True, False, True, False]
+    assert catalog_moved == [False, True, False, True]
+
+
 async def test_service_update_of_missing_service(storage):
     with pytest.raises(ServiceNotFound):
         await storage.services.update("missing", lambda s: s)
