@@ -105,7 +105,8 @@ async def server_app(settings: Settings, executor: str = "embedded") -> web.Appl
         client_max_size=max(limits.max_body_bytes, limits.max_upload_bytes) + 64 * 1024,
     )
     Routes(flux.app, flux.auth, limits, flux.storage.ping).install(web_app)
-    install_bearer_challenge(web_app)
+    if settings.auth.enabled:  # without auth there is no 401 to carry a challenge
+        install_bearer_challenge(web_app)
 
     async def close(_: web.Application) -> None:
         await resources.aclose()
