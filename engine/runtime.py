@@ -123,7 +123,9 @@ class Runtime:
     version is gone; it is used where only the execution is known (resume, recovery).
     `loader` turns the WorkflowVersion given to start/run into a loaded workflow (shared with
     `load` when the caller wires both to one WorkflowLoader). Every coroutine method must be
-    awaited on one event loop, the main loop.
+    awaited on one event loop, the main loop. Async workflows run on the main loop unless
+    `share_loop` is False or they were caught blocking it (`blocking_limit`); the rest run on
+    `workers` threads.
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class Runtime:
         loader: WorkflowLoader | None = None,
         workers: int = 4,
         blocking_limit: float = DEFAULT_LIMIT,
+        share_loop: bool = True,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = new_execution_id,
     ) -> None:
@@ -142,6 +145,7 @@ class Runtime:
         self._loader = loader or WorkflowLoader()
         self._pool = WorkerPool(workers)
         self._guard = LoopGuard(blocking_limit)
+        self._share_loop = share_loop
         self._clock = clock
         self._new_id = new_id
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -448,7 +452,7 @@ class Runtime:
                 execution.version,
             )
             replayer = Replayer(live, loaded, context, log_)
-            if self._guard.may_share_the_loop(loaded):
+            if self._share_loop and self._guard.may_share_the_loop(loaded):
                 outcome = await self._run_here(live, loaded, replayer)
             else:
                 outcome = await self._run_on_a_worker(live, replayer)

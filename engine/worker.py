@@ -64,7 +64,11 @@ class ExecutionWorker:
         self.grace = grace
         self._clock = clock
         self._view = LeasedExecutions(store, self.owner)
-        self._runtime = Runtime(self._view, load=load, loader=loader, workers=threads, clock=clock)
+        # Workflow code stays off this loop: a blocking step would stall the lease heartbeats,
+        # and another worker would take over an execution that is still running here.
+        self._runtime = Runtime(
+            self._view, load=load, loader=loader, workers=threads, share_loop=False, clock=clock
+        )
         self._held: dict[str, asyncio.Task[None]] = {}
         self._chores: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None

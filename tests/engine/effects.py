@@ -8,6 +8,7 @@ from collections import Counter
 
 counts: Counter[str] = Counter()
 flags: dict[str, bool] = {}
+moments: dict[str, float] = {}  # time.monotonic() of things that happened in workflow code
 _lock = threading.Lock()
 
 
@@ -21,3 +22,4 @@ def reset() -> None:
     with _lock:
         counts.clear()
         flags.clear()
+        moments.clear()

@@ -50,6 +50,15 @@ async def two_steps(ctx: ExecutionContext[dict]):
 @workflow
 async def ask(ctx: ExecutionContext):
     return {"answer": await pause("question", output="why?")}
+
+
+@workflow
+async def blocks(ctx: ExecutionContext):
+    import time
+
+    effects.moments["blocking since"] = time.monotonic()
+    time.sleep(ctx.input)
+    return "slept"
 """
 
 
@@ -154,3 +163,15 @@ async def test_stopping_a_worker_gives_its_executions_back(cluster):
     assert (await cluster.store.get(created.execution_id)).state is (ExecutionState.RUNNING)
     claimed = await cluster.store.claim("second", limit=5, lease=5.0, now=time.time())
     assert [e.execution_id for e in claimed] == [created.execution_id]  # at once, no expiry
+
+
+async def test_workflow_code_never_holds_a_worker_loop_where_leases_are_renewed(cluster):
+    # A worker's loop renews its leases; an async workflow that blocks must not stall it, or
+    # another worker would take over an execution that is still running.
+    cluster.start()
+    created = await cluster.dispatcher.start(await cluster.version("blocks"), 1.0)
+    await eventually(lambda: "blocking since" in effects.moments)
+    lag = time.monotonic() - effects.moments["blocking since"]
+    assert lag < 0.5, f"the worker's loop was held for {lag:.2f} s"
+    final = await asyncio.wait_for(cluster.dispatcher.wait(created.execution_id), 10)
+    assert final.output == "slept"
