@@ -9,8 +9,11 @@ resume body; otherwise the run suspends and the execution becomes PAUSED.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 from collections.abc import Awaitable, Sequence
+from concurrent.futures import Executor
 from typing import Any, Protocol
 
 from attrs import define, field
@@ -74,10 +77,12 @@ class Replayer:
         loaded: LoadedWorkflow,
         context: ExecutionContext[Any],
         log: Sequence[ExecutionEvent],
+        task_threads: Executor | None = None,
     ) -> None:
         self.channel = channel
         self.loaded = loaded
         self.context = context
+        self.task_threads = task_threads  # where sync tasks run; None: the loop's default
         self.completed: dict[str, Any] = {}
         self.resumed: dict[str, Any] = {}
         self.sleeps: dict[str, Any] = {}
@@ -192,7 +197,8 @@ class Replayer:
             call = task.function(*args, **kwargs)
         else:
             # A sync task gets a thread of its own: it can block, and its timeout still fires.
-            call = asyncio.to_thread(task.function, *args, **kwargs)
+            run = functools.partial(contextvars.copy_context().run, task.function, *args, **kwargs)
+            call = asyncio.get_running_loop().run_in_executor(self.task_threads, run)
         timeout = task.options.timeout
         if timeout is None:
             result = await call

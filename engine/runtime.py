@@ -46,6 +46,7 @@ LoadFn = Callable[[WorkflowRef, int], Awaitable[LoadedWorkflow | None]]
 Item = ExecutionEvent | Execution
 
 _RECENT_HISTORIES = 512
+TASK_THREADS = 32  # sync tasks running at once, over all executions
 
 
 async def stored_execution(store: ExecutionStore, execution_id: str) -> Execution:
@@ -135,6 +136,7 @@ class Runtime:
         load: LoadFn,
         loader: WorkflowLoader | None = None,
         workers: int = 4,
+        task_threads: int = TASK_THREADS,
         blocking_limit: float = DEFAULT_LIMIT,
         share_loop: bool = True,
         clock: Callable[[], float] = time.time,
@@ -144,6 +146,11 @@ class Runtime:
         self._load = load
         self._loader = loader or WorkflowLoader()
         self._pool = WorkerPool(workers)
+        # Sync tasks of every run, wherever the run is: they may block (that is what they are
+        # for), so they get a pool of their own rather than the loop's small default one.
+        self._task_threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=task_threads, thread_name_prefix="flux-task"
+        )
         self._guard = LoopGuard(blocking_limit)
         self._share_loop = share_loop
         self._clock = clock
@@ -341,6 +348,8 @@ class Runtime:
                 live.settled.cancel()
         self._live.clear()
         await self._pool.close()
+        # Threads still inside a blocking sync task cannot be interrupted: not waited for.
+        self._task_threads.shutdown(wait=False, cancel_futures=True)
 
     # -- internals: main loop --------------------------------------------------------------
 
@@ -451,7 +460,7 @@ class Runtime:
                 execution.ref.name,
                 execution.version,
             )
-            replayer = Replayer(live, loaded, context, log_)
+            replayer = Replayer(live, loaded, context, log_, self._task_threads)
             if self._share_loop and self._guard.may_share_the_loop(loaded):
                 outcome = await self._run_here(live, loaded, replayer)
             else:

@@ -481,3 +481,40 @@ async def blocks_then_waits(ctx):
     cancelled = await asyncio.wait_for(engine.runtime.cancel(running.execution_id), 5)
     assert cancelled.state is ExecutionState.CANCELLED
     assert (await engine.storage.executions.get(running.execution_id)).state == "CANCELLED"
+
+
+async def test_sync_tasks_that_block_run_side_by_side(engine):
+    # Sync tasks have a pool of their own: twenty that block at once all run at once, where the
+    # loop's default executor (a few threads on a small machine) would queue them.
+    versions = await engine.register(
+        """
+import threading
+import time
+from flux import task, workflow
+from flux.tasks import parallel
+from tests.engine import effects
+
+lock = threading.Lock()
+running = 0
+
+
+@task
+def blocking_call(n):
+    global running
+    with lock:
+        running += 1
+        effects.counts["most at once"] = max(effects.counts["most at once"], running)
+    time.sleep(0.3)
+    with lock:
+        running -= 1
+    return n
+
+
+@workflow
+async def fan_out(ctx):
+    return await parallel(*(blocking_call(n) for n in range(ctx.input)))
+"""
+    )
+    done = await asyncio.wait_for(engine.runtime.run(versions["fan_out"], 20), 10)
+    assert done.output == list(range(20))
+    assert effects.counts["most at once"] == 20
