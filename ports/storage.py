@@ -95,7 +95,10 @@ class ExecutionStore(Protocol):
         """Persist a new execution (durable when this returns)."""
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
-        """Persist the execution's new state together with log events, in one transaction."""
+        """Persist the execution's new state (state, output, error, pause point, updated_at)
+        together with log events, in one transaction. What identifies a run (ref, version,
+        input, created_at) is written once, by `create` or by the first save of an execution
+        not stored yet; later saves leave it as it is, so the input is not encoded again."""
 
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
         """Persist log events (task results, ...) durably."""

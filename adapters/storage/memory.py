@@ -167,6 +167,16 @@ class MemoryExecutionStore:
         self._executions[execution.execution_id] = _stored_execution(execution)
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
+        existing = self._executions.get(execution.execution_id)
+        if existing is not None:  # a save writes the state; the run's identity stays
+            execution = evolve(
+                existing,
+                state=execution.state,
+                output=execution.output,
+                error=execution.error,
+                pause_name=execution.pause_name,
+                updated_at=execution.updated_at,
+            )
         stored = _stored_execution(execution)
         copies = self._checked_events(events)
         self._executions[execution.execution_id] = stored

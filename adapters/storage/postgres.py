@@ -74,6 +74,12 @@ _EXECUTION = (
     "id, namespace, name, version, state, input, output, error, pause_name, created_at, updated_at"
 )
 _EVENT = "execution_id, seq, kind, key, value, at"
+_INSERT_EXECUTION = (
+    f"INSERT INTO executions ({_EXECUTION}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+)
+# What a save writes: the state of a run, never what identifies it (ref, version, input, ...).
+_STATE_UPDATE = "state = $2, output = $3, error = $4, pause_name = $5, updated_at = $6"
+_SAVE_STATE = f"UPDATE executions SET {_STATE_UPDATE} WHERE id = $1"
 _INSERT_EVENT = f"INSERT INTO execution_events ({_EVENT}) VALUES ($1, $2, $3, $4, $5, $6)"
 
 
@@ -124,6 +130,19 @@ def _service_values(service: ServiceDefinition) -> tuple[Any, ...]:
         [str(ref) for ref in service.exclusions],
         service.mcp_enabled,
         service.revision,
+    )
+
+
+def _state_values(execution: Execution) -> tuple[Any, ...]:
+    """The values of `_STATE_UPDATE`, after the id ($1)."""
+    error = execution.error
+    return (
+        execution.execution_id,
+        str(execution.state),
+        execution.output,
+        None if error is None else {"type": error.type, "message": error.message},
+        execution.pause_name,
+        execution.updated_at,
     )
 
 
@@ -342,11 +361,7 @@ class PostgresExecutionStore:
 
     async def create(self, execution: Execution) -> None:
         try:
-            await self._pool.execute(
-                f"INSERT INTO executions ({_EXECUTION}) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                *_execution_values(execution),
-            )
+            await self._pool.execute(_INSERT_EXECUTION, *_execution_values(execution))
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(
                 f"execution {execution.execution_id!r} already exists",
@@ -356,16 +371,9 @@ class PostgresExecutionStore:
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    f"INSERT INTO executions ({_EXECUTION}) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-                    "ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, "
-                    "name = excluded.name, version = excluded.version, state = excluded.state, "
-                    "input = excluded.input, output = excluded.output, error = excluded.error, "
-                    "pause_name = excluded.pause_name, created_at = excluded.created_at, "
-                    "updated_at = excluded.updated_at",
-                    *_execution_values(execution),
-                )
+                saved = await conn.execute(_SAVE_STATE, *_state_values(execution))
+                if not _affected(saved):  # not stored yet: the whole row
+                    await conn.execute(_INSERT_EXECUTION, *_execution_values(execution))
                 if events:
                     await conn.executemany(_INSERT_EVENT, [_event_values(e) for e in events])
         except asyncpg.UniqueViolationError:
@@ -447,19 +455,17 @@ class PostgresExecutionStore:
     async def save_owned(
         self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
     ) -> bool:
-        values = _execution_values(execution)
         keep = execution.state in (ExecutionState.CREATED, ExecutionState.RUNNING)
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 # The row lock this UPDATE takes orders it against a concurrent claim: either
                 # the claim sees the new state, or this sees the new owner and writes nothing.
                 status = await conn.execute(
-                    "UPDATE executions SET namespace = $2, name = $3, version = $4, state = $5, "
-                    "input = $6, output = $7, error = $8, pause_name = $9, created_at = $10, "
-                    "updated_at = $11, lease_owner = CASE WHEN $13 THEN lease_owner END, "
-                    "lease_until = CASE WHEN $13 THEN lease_until END "
-                    f"WHERE id = $1 AND lease_owner = $12 AND state IN {_LEASABLE}",
-                    *values,
+                    f"UPDATE executions SET {_STATE_UPDATE}, "
+                    "lease_owner = CASE WHEN $8 THEN lease_owner END, "
+                    "lease_until = CASE WHEN $8 THEN lease_until END "
+                    f"WHERE id = $1 AND lease_owner = $7 AND state IN {_LEASABLE}",
+                    *_state_values(execution),
                     owner,
                     keep,
                 )

@@ -87,6 +87,23 @@ def execution_to_params(execution: Execution) -> tuple[Any, ...]:
     )
 
 
+# The columns a save writes, and their values in the order of `STATE_UPDATE`'s placeholders.
+STATE_UPDATE = "state = ?, output = ?, error = ?, pause_name = ?, updated_at = ?"
+
+
+def execution_state_params(execution: Execution) -> tuple[Any, ...]:
+    """(state, output, error, pause_name, updated_at, id): a save's values, id last."""
+    error = execution.error
+    return (
+        str(execution.state),
+        dump(execution.output),
+        None if error is None else dump({"type": error.type, "message": error.message}),
+        execution.pause_name,
+        execution.updated_at,
+        execution.execution_id,
+    )
+
+
 def execution_from_row(row: Sequence[Any]) -> Execution:
     (id_, namespace, name, version, state, input_, output, error, pause, created, updated) = row
     failure = load(error)

@@ -69,6 +69,10 @@ _SNAPSHOT = f"""
 """
 
 
+_INSERT_EXECUTION = (
+    f"INSERT INTO executions ({rows.EXECUTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SAVE_STATE = f"UPDATE executions SET {rows.STATE_UPDATE} WHERE id = ?"
 _REVISIONS = "SELECT key, value FROM meta WHERE key IN ('services_revision', 'catalog_revision')"
 
 _PRAGMAS = (
@@ -339,11 +343,7 @@ class SqliteExecutionStore:
 
         def job(db: sqlite3.Connection) -> None:
             try:
-                db.execute(
-                    f"INSERT INTO executions ({rows.EXECUTION_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    params,
-                )
+                db.execute(_INSERT_EXECUTION, params)
             except sqlite3.IntegrityError:
                 raise AlreadyExists(
                     f"execution {execution.execution_id!r} already exists",
@@ -353,20 +353,12 @@ class SqliteExecutionStore:
         await self._writer.submit(job)
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
-        params = rows.execution_to_params(execution)
+        state = rows.execution_state_params(execution)
         event_params = [rows.event_to_params(event) for event in events]
 
         def job(db: sqlite3.Connection) -> None:
-            db.execute(
-                f"INSERT INTO executions ({rows.EXECUTION_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, "
-                "name = excluded.name, version = excluded.version, state = excluded.state, "
-                "input = excluded.input, output = excluded.output, error = excluded.error, "
-                "pause_name = excluded.pause_name, created_at = excluded.created_at, "
-                "updated_at = excluded.updated_at",
-                params,
-            )
+            if not db.execute(_SAVE_STATE, state).rowcount:  # not stored yet: the whole row
+                db.execute(_INSERT_EXECUTION, rows.execution_to_params(execution))
             _insert_events(db, event_params)
 
         await self._writer.submit(job)
@@ -464,18 +456,17 @@ class SqliteExecutionStore:
     async def save_owned(
         self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
     ) -> bool:
-        params = rows.execution_to_params(execution)
+        *state, execution_id = rows.execution_state_params(execution)
         keep = execution.state in (ExecutionState.CREATED, ExecutionState.RUNNING)
         event_params = [rows.event_to_params(event) for event in events]
 
         def job(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
-                "UPDATE executions SET namespace = ?, name = ?, version = ?, state = ?, "
-                "input = ?, output = ?, error = ?, pause_name = ?, created_at = ?, "
-                "updated_at = ?, lease_owner = CASE WHEN ? THEN lease_owner END, "
+                f"UPDATE executions SET {rows.STATE_UPDATE}, "
+                "lease_owner = CASE WHEN ? THEN lease_owner END, "
                 "lease_until = CASE WHEN ? THEN lease_until END "
                 f"WHERE id = ? AND lease_owner = ? AND state IN {_LEASABLE}",
-                (*params[1:], keep, keep, params[0], owner),
+                (*state, keep, keep, execution_id, owner),
             )
             updated = cursor.rowcount
             cursor.close()

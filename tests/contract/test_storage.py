@@ -300,6 +300,28 @@ async def test_execution_create_and_get(storage):
         await storage.executions.create(execution("e1"))
 
 
+async def test_a_save_writes_the_state_and_keeps_what_identifies_the_run(storage):
+    await storage.executions.create(execution("e1"))
+    await storage.executions.save(
+        evolve(
+            execution("e1"),
+            state=ExecutionState.COMPLETED,
+            output={"b": 1},
+            updated_at=5.0,
+            input={"other": True},
+            version=9,
+            created_at=99.0,
+        )
+    )
+    assert await storage.executions.get("e1") == evolve(
+        execution("e1"), state=ExecutionState.COMPLETED, output={"b": 1}, updated_at=5.0
+    )
+    # An execution not stored yet is stored whole.
+    fresh = evolve(execution("e2"), state=ExecutionState.RUNNING)
+    await storage.executions.save(fresh)
+    assert await storage.executions.get("e2") == fresh
+
+
 async def test_execution_save_with_events_and_append(storage):
     await storage.executions.create(execution("e1"))
     running = evolve(execution("e1"), state=ExecutionState.RUNNING, updated_at=2.0)
