@@ -51,7 +51,7 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
         loader = WorkflowLoader()
         runtime: Executor
         if executor == "workers":
-            runtime = Dispatcher(storage.executions, loader=loader)
+            runtime = Dispatcher(storage.executions, storage.signals, loader=loader)
         else:
             load = _loader_of(storage, loader)
             runtime = Runtime(
@@ -157,6 +157,7 @@ async def run_worker(
         loader = WorkflowLoader()
         worker = ExecutionWorker(
             storage.executions,
+            storage.signals,
             load=_loader_of(storage, loader),
             loader=loader,
             concurrency=concurrency,

@@ -3,13 +3,19 @@
 `Dispatcher` answers the same calls as the Runtime (start, run, resume, get, wait, watch,
 cancel, recover, close) through the store only, so any replica can serve any execution:
 `start` validates the input and stores a CREATED execution for a worker to claim; a resume
-stores the RESUMED event with the RUNNING state (a worker claims it like a new one); waiting
-and watching poll the store with a short, bounded backoff.
+stores the RESUMED event with the RUNNING state (a worker claims it like a new one). The
+store's signals tell workers about both.
+
+Waiting and watching read the execution again whenever the store signals a change to it, and
+otherwise every so often (10 ms growing to 1 s): the reads are what the answer comes from, the
+signals only make them come sooner, so a lost signal costs time, never a wrong answer. The
+listener is made before the first read, so a change that lands between a read and the next
+wait still wakes that wait.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -22,27 +28,33 @@ from core.model import EventKind, Execution, ExecutionEvent, ExecutionState, Wor
 from engine import inputs
 from engine.registration import WorkflowLoader
 from engine.runtime import stored_execution
-from ports.storage import ExecutionStore
+from ports.storage import ExecutionSignals, ExecutionStore
 
 Item = ExecutionEvent | Execution
 
-FIRST_POLL = 0.01  # seconds; each wait grows by half up to MAX_POLL
-MAX_POLL = 0.25
+FIRST_POLL = 0.01  # seconds; each wait grows by half up to MAX_POLL, or ends at a signal
+MAX_POLL = 1.0
 
 
 class Dispatcher:
     def __init__(
         self,
         executions: ExecutionStore,
+        signals: ExecutionSignals,
         *,
         loader: WorkflowLoader | None = None,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        first_poll: float = FIRST_POLL,
+        max_poll: float = MAX_POLL,
     ) -> None:
         self._store = executions
+        self._signals = signals
         self._loader = loader or WorkflowLoader()
         self._clock = clock
         self._new_id = new_id
+        self._first_poll = first_poll
+        self._max_poll = max(first_poll, max_poll)
 
     async def start(self, version: WorkflowVersion, body: Any) -> Execution:
         """Validate the input and persist a CREATED execution; returns at once."""
@@ -98,26 +110,28 @@ class Dispatcher:
 
     async def wait(self, execution_id: str) -> Execution:
         """The execution once a worker has brought it to a final state or a pause."""
-        async for execution in self._polled(execution_id):
-            if execution.state.ends_stream:
-                return execution
+        async with contextlib.aclosing(self._polled(execution_id)) as polled:
+            async for execution in polled:
+                if execution.state.ends_stream:
+                    return execution
         raise AssertionError("unreachable: polling ends only by returning")
 
     async def watch(self, execution_id: str) -> AsyncIterator[Item]:
         """State changes and logged task and pause events, polled, until the stream ends."""
         shown_seq = 0
         shown: Execution | None = None
-        async for execution in self._polled(execution_id):
-            # The log is read after the execution: events saved with a state are shown first.
-            for event in await self._store.events(execution_id):
-                if event.seq > shown_seq and event.kind is not EventKind.STATE:
-                    yield event
-                shown_seq = max(shown_seq, event.seq)
-            if execution != shown:
-                shown = execution
-                yield execution
-            if execution.state.ends_stream:
-                return
+        async with contextlib.aclosing(self._polled(execution_id)) as polled:
+            async for execution in polled:
+                # The log is read after the execution: events saved with a state come first.
+                for event in await self._store.events(execution_id):
+                    if event.seq > shown_seq and event.kind is not EventKind.STATE:
+                        yield event
+                    shown_seq = max(shown_seq, event.seq)
+                if execution != shown:
+                    shown = execution
+                    yield execution
+                if execution.state.ends_stream:
+                    return
 
     async def cancel(self, execution_id: str) -> Execution:
         """Mark it CANCELLED; a worker running it loses its lease and stops writing."""
@@ -146,11 +160,16 @@ class Dispatcher:
         return None
 
     async def _polled(self, execution_id: str) -> AsyncIterator[Execution]:
-        delay = FIRST_POLL
-        while True:
-            yield await self.get(execution_id)
-            await asyncio.sleep(delay)
-            delay = min(MAX_POLL, delay * 1.5)
+        """The execution, read again after each change signalled or each poll interval."""
+        changes = await self._signals.listen(execution_id)
+        try:
+            delay = self._first_poll
+            while True:
+                yield await self.get(execution_id)
+                await changes.wait(delay)
+                delay = min(self._max_poll, delay * 1.5)
+        finally:
+            changes.close()
 
 
 def _not_resumable(execution: Execution, state: ExecutionState) -> InvalidState:

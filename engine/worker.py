@@ -6,6 +6,11 @@ heartbeat renews every held lease each third of the lease; one that comes back l
 cancelled here without writing anything (whoever took it over finishes it). Stopping waits a
 little for running executions, then releases the leases of those still running so another
 worker can take them at once instead of after the lease expires.
+
+An idle worker claims again as soon as the store signals that an execution may have become
+claimable, when one of its own executions ends, and otherwise every `poll` seconds: signals
+can be lost, polling is what makes sure nothing waits forever. It listens before its first
+claim, so an execution stored between a claim and the wait after it still wakes that wait.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from collections.abc import Callable
 from engine.claims import LeasedExecutions
 from engine.registration import WorkflowLoader
 from engine.runtime import LoadFn, Runtime
-from ports.storage import ExecutionStore
+from ports.storage import ExecutionSignals, ExecutionStore, Listener
 
 log = logging.getLogger("flux.worker")
 
 DEFAULT_LEASE = 30.0  # seconds
-DEFAULT_POLL = 0.2  # seconds between claims while there is nothing to claim
+DEFAULT_POLL = 1.0  # seconds between claims while idle and no signal comes
+SIGNAL_WAIT = 30.0  # seconds each wait for a claimable signal lasts before it starts again
 
 
 def new_owner_id() -> str:
@@ -36,11 +42,13 @@ def new_owner_id() -> str:
 
 class ExecutionWorker:
     """Runs executions claimed from `store`, at most `concurrency` at a time, on `threads`
-    worker threads. `run()` returns after `stop()`."""
+    worker threads, and claims again when `signals` says there may be more. `run()` returns
+    after `stop()`."""
 
     def __init__(
         self,
         store: ExecutionStore,
+        signals: ExecutionSignals,
         *,
         load: LoadFn,
         loader: WorkflowLoader | None = None,
@@ -58,6 +66,7 @@ class ExecutionWorker:
             raise ValueError("lease must be > 0 seconds")
         self.owner = owner or new_owner_id()
         self.store = store
+        self.signals = signals
         self.concurrency = concurrency
         self.lease = lease
         self.poll = poll
@@ -88,6 +97,8 @@ class ExecutionWorker:
         self._wake = wake = asyncio.Event()
         beat_every = self.lease / 3
         next_beat = time.monotonic() + beat_every
+        claimable = await self.signals.listen(None)  # None: any execution to claim
+        forward = asyncio.get_running_loop().create_task(_forward(claimable, wake))
         try:
             while not self._stopping:
                 wake.clear()
@@ -102,6 +113,8 @@ class ExecutionWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout)
         finally:
+            forward.cancel()
+            claimable.close()
             await self._shutdown()
 
     # -- steps -------------------------------------------------------------------------------
@@ -172,3 +185,10 @@ class ExecutionWorker:
                 await self.store.release(self.owner, left)
             except Exception:
                 log.exception("releasing leases failed; they expire in %.0fs", self.lease)
+
+
+async def _forward(signals: Listener, wake: asyncio.Event) -> None:
+    """Set `wake` at each signal, until cancelled."""
+    while True:
+        if await signals.wait(SIGNAL_WAIT):
+            wake.set()

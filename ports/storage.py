@@ -1,4 +1,5 @@
-"""Ports the engine needs from storage. Every adapter passes tests/contract/test_storage.py."""
+"""Ports the engine needs from storage. Every adapter passes tests/contract/test_storage.py
+(and, for `ExecutionSignals`, tests/contract/test_signals.py)."""
 
 from __future__ import annotations
 
@@ -139,3 +140,26 @@ class ExecutionStore(Protocol):
     async def append_owned(self, owner: str, events: Sequence[ExecutionEvent]) -> bool:
         """`append`, only if `owner` still leases the events' execution (and it is CREATED or
         RUNNING); returns False (and writes nothing) otherwise."""
+
+
+# Signals: with `flux start worker`, servers and workers learn of each other's writes through the
+# store. Polling the store always works; a signal only says "read again now" so nobody waits for
+# the next poll. A signal may be lost (a dropped connection, a store that has none) or come
+# without a change, so callers keep polling, more slowly, as the safety net.
+
+
+class Listener(Protocol):
+    async def wait(self, timeout: float) -> bool:
+        """True as soon as a signal has come since this listener was made or since the
+        previous `wait` returned (one that came in between is kept, not lost); False once
+        `timeout` seconds pass without one."""
+
+    def close(self) -> None:
+        """Stop listening; later waits only time out. Idempotent."""
+
+
+class ExecutionSignals(Protocol):
+    async def listen(self, execution_id: str | None) -> Listener:
+        """A listener for writes committed after this returns. With an id: any change of that
+        execution (its state or its log). With None: an execution may have become claimable
+        (created CREATED, resumed, or released by a worker). The caller closes it."""

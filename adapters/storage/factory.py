@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from adapters import config
 from ports.auth import ApiKeyStore
-from ports.storage import Catalog, ExecutionStore, Revisions, ServiceStore
+from ports.storage import Catalog, ExecutionSignals, ExecutionStore, Revisions, ServiceStore
 
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 
@@ -28,6 +28,7 @@ class Storage(Protocol):
     catalog: Catalog
     services: ServiceStore
     executions: ExecutionStore
+    signals: ExecutionSignals
     revisions: Revisions
     api_keys: ApiKeyStore
 

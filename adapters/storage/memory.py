@@ -3,7 +3,8 @@
 Every method runs without awaiting anything between its read and its write, so on one event loop
 each call is atomic; that is what gives `update` its read-modify-write guarantee here. JSON values
 are round-tripped through `json` on the way in, so this twin hands back the same shapes (lists,
-not tuples) and rejects the same non-JSON values as the SQLite adapter.
+not tuples) and rejects the same non-JSON values as the SQLite adapter. Execution writes signal
+their listeners (`signals`) as soon as they are stored.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from attrs import evolve
 
+from adapters.storage.local_signals import LocalSignals
 from core.errors import AlreadyExists, ServiceNotFound
 from core.model import (
     CatalogSnapshot,
@@ -153,10 +155,11 @@ class MemoryServiceStore:
 
 
 class MemoryExecutionStore:
-    def __init__(self) -> None:
+    def __init__(self, signals: LocalSignals) -> None:
         self._executions: dict[str, Execution] = {}
         self._events: dict[str, dict[int, ExecutionEvent]] = {}
         self._leases: dict[str, tuple[str, float]] = {}  # execution id -> (owner, until)
+        self._signals = signals
 
     async def create(self, execution: Execution) -> None:
         if execution.execution_id in self._executions:
@@ -165,6 +168,7 @@ class MemoryExecutionStore:
                 execution_id=execution.execution_id,
             )
         self._executions[execution.execution_id] = _stored_execution(execution)
+        self._signal_stored(execution)
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
         existing = self._executions.get(execution.execution_id)
@@ -181,9 +185,12 @@ class MemoryExecutionStore:
         copies = self._checked_events(events)
         self._executions[execution.execution_id] = stored
         self._add(copies)
+        self._signal_stored(execution)
 
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
         self._add(self._checked_events(events))
+        for execution_id in dict.fromkeys(event.execution_id for event in events):
+            self._signals.changed(execution_id)
 
     async def get(self, execution_id: str) -> Execution | None:
         return self._executions.get(execution_id)
@@ -217,9 +224,13 @@ class MemoryExecutionStore:
         return held
 
     async def release(self, owner: str, execution_ids: Sequence[str]) -> None:
+        released = False
         for execution_id in execution_ids:
             if self._leases.get(execution_id, ("", 0))[0] == owner:
                 del self._leases[execution_id]
+                released = True
+        if released:
+            self._signals.claimable()
 
     async def save_owned(
         self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
@@ -236,6 +247,11 @@ class MemoryExecutionStore:
             return False
         await self.append(events)
         return True
+
+    def _signal_stored(self, execution: Execution) -> None:
+        self._signals.changed(execution.execution_id)
+        if execution.state in _LEASABLE and execution.execution_id not in self._leases:
+            self._signals.claimable()
 
     def _owns(self, owner: str, execution_id: str) -> bool:
         execution = self._executions.get(execution_id)
@@ -284,12 +300,13 @@ class MemoryRevisions:
 
 
 class MemoryStorage:
-    """The three storage ports over plain dicts, one attribute per port."""
+    """The storage ports over plain dicts, one attribute per port."""
 
     def __init__(self, clock: Clock = time.time) -> None:
         self.catalog = MemoryCatalog(clock)
         self.services = MemoryServiceStore()
-        self.executions = MemoryExecutionStore()
+        self.signals = LocalSignals()
+        self.executions = MemoryExecutionStore(self.signals)
         self.revisions = MemoryRevisions(self.services, self.catalog)
 
     async def ping(self) -> bool:

@@ -18,6 +18,10 @@ shared state, so nothing here assumes it is the only writer:
   (text kept as written) because their property order is what users see in generated docs.
 
 Commits are synchronous (PostgreSQL's default), so a call that returned is durable.
+
+Every execution write also notifies, in its own transaction, so servers and workers listening
+elsewhere wake at once when it commits (see `pg_signals`, which also holds the one LISTEN
+connection each storage opens for its `signals`). A lease claim or renewal notifies nothing.
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
 from attrs import evolve
 
 from adapters.storage.pg_migrations import check_schema_name, migrate
+from adapters.storage.pg_signals import NOTIFY_CHANGED, PostgresSignals, notifying
 from core.errors import AlreadyExists, ServiceNotFound
 from core.model import (
     CatalogSnapshot,
@@ -52,6 +57,7 @@ from ports.storage import NewWorkflow, Registered
 Clock = Callable[[], float]
 CLOSE_TIMEOUT = 10.0  # seconds close() waits for borrowed connections before cutting them
 PING_TIMEOUT = 5.0
+LISTENER_TIMEOUT = 5.0  # seconds the LISTEN connection may take to open or to answer
 
 _INFO = "namespace, name, version, input_schema, description"
 _LATEST = f"""
@@ -81,6 +87,10 @@ _INSERT_EXECUTION = (
 _STATE_UPDATE = "state = $2, output = $3, error = $4, pause_name = $5, updated_at = $6"
 _SAVE_STATE = f"UPDATE executions SET {_STATE_UPDATE} WHERE id = $1"
 _INSERT_EVENT = f"INSERT INTO execution_events ({_EVENT}) VALUES ($1, $2, $3, $4, $5, $6)"
+# The execution writes, each one statement that also notifies listeners (see `pg_signals`).
+_WRITTEN = " RETURNING id, state, lease_owner"
+_CREATE = notifying(_INSERT_EXECUTION + _WRITTEN)
+_SAVE = notifying(_SAVE_STATE + _WRITTEN)
 
 
 def _dump(value: Any) -> str:
@@ -361,7 +371,7 @@ class PostgresExecutionStore:
 
     async def create(self, execution: Execution) -> None:
         try:
-            await self._pool.execute(_INSERT_EXECUTION, *_execution_values(execution))
+            await self._pool.execute(_CREATE, *_execution_values(execution))
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(
                 f"execution {execution.execution_id!r} already exists",
@@ -371,9 +381,9 @@ class PostgresExecutionStore:
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                saved = await conn.execute(_SAVE_STATE, *_state_values(execution))
+                saved = await conn.execute(_SAVE, *_state_values(execution))
                 if not _affected(saved):  # not stored yet: the whole row
-                    await conn.execute(_INSERT_EXECUTION, *_execution_values(execution))
+                    await conn.execute(_CREATE, *_execution_values(execution))
                 if events:
                     await conn.executemany(_INSERT_EVENT, [_event_values(e) for e in events])
         except asyncpg.UniqueViolationError:
@@ -385,6 +395,7 @@ class PostgresExecutionStore:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.executemany(_INSERT_EVENT, [_event_values(e) for e in events])
+                await conn.execute(NOTIFY_CHANGED, _execution_ids(events))
         except asyncpg.UniqueViolationError:
             raise AlreadyExists("an event with this execution_id and seq already exists") from None
 
@@ -446,8 +457,11 @@ class PostgresExecutionStore:
     async def release(self, owner: str, execution_ids: Sequence[str]) -> None:
         if execution_ids:
             await self._pool.execute(
-                "UPDATE executions SET lease_owner = NULL, lease_until = NULL "
-                "WHERE lease_owner = $1 AND id = ANY($2::text[])",
+                notifying(
+                    "UPDATE executions SET lease_owner = NULL, lease_until = NULL "
+                    f"WHERE lease_owner = $1 AND id = ANY($2::text[]){_WRITTEN}",
+                    changed=False,  # only who leases it changed: no state, no log
+                ),
                 owner,
                 list(dict.fromkeys(execution_ids)),
             )
@@ -461,10 +475,12 @@ class PostgresExecutionStore:
                 # The row lock this UPDATE takes orders it against a concurrent claim: either
                 # the claim sees the new state, or this sees the new owner and writes nothing.
                 status = await conn.execute(
-                    f"UPDATE executions SET {_STATE_UPDATE}, "
-                    "lease_owner = CASE WHEN $8 THEN lease_owner END, "
-                    "lease_until = CASE WHEN $8 THEN lease_until END "
-                    f"WHERE id = $1 AND lease_owner = $7 AND state IN {_LEASABLE}",
+                    notifying(
+                        f"UPDATE executions SET {_STATE_UPDATE}, "
+                        "lease_owner = CASE WHEN $8 THEN lease_owner END, "
+                        "lease_until = CASE WHEN $8 THEN lease_until END "
+                        f"WHERE id = $1 AND lease_owner = $7 AND state IN {_LEASABLE}{_WRITTEN}"
+                    ),
                     *_state_values(execution),
                     owner,
                     keep,
@@ -494,12 +510,19 @@ class PostgresExecutionStore:
                 if len(held) != len(ids):
                     return False
                 await conn.executemany(_INSERT_EVENT, [_event_values(e) for e in events])
+                await conn.execute(NOTIFY_CHANGED, ids)
         except asyncpg.UniqueViolationError:
             raise AlreadyExists("an event with this execution_id and seq already exists") from None
         return True
 
 
 _LEASABLE = "('CREATED', 'RUNNING')"
+
+
+def _execution_ids(events: Sequence[ExecutionEvent]) -> list[str]:
+    return list(dict.fromkeys(event.execution_id for event in events))
+
+
 _API_KEY = "key_id, name, permissions, revoked, created_at"
 
 
@@ -576,11 +599,13 @@ class PostgresStorage:
     """The storage ports over one PostgreSQL database; build it with `await PostgresStorage.open()`.
 
     Attributes: `catalog`, `services`, `executions`, `revisions` (ports/storage.py) and
-    `api_keys` (ports/auth.py), all sharing one connection pool.
+    `api_keys` (ports/auth.py), all sharing one connection pool, and `signals`
+    (ports/storage.py), which opens one more connection of its own when first used.
     """
 
-    def __init__(self, pool: asyncpg.Pool, clock: Clock) -> None:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock, signals: PostgresSignals) -> None:
         self._pool = pool
+        self.signals = signals
         self.catalog = PostgresCatalog(pool, clock)
         self.services = PostgresServiceStore(pool, clock)
         self.executions = PostgresExecutionStore(pool)
@@ -615,10 +640,20 @@ class PostgresStorage:
         try:
             async with pool.acquire() as conn:
                 await migrate(conn, schema=schema)
+                scope = await conn.fetchval("SELECT current_schema()")
         except BaseException:
             pool.terminate()
             raise
-        return cls(pool, clock)
+
+        def connect_listener() -> Awaitable[asyncpg.Connection]:
+            return asyncpg.connect(
+                dsn,
+                timeout=LISTENER_TIMEOUT,
+                command_timeout=LISTENER_TIMEOUT,
+                server_settings={**settings, "application_name": "flux-listener"},
+            )
+
+        return cls(pool, clock, PostgresSignals(connect_listener, scope))
 
     async def ping(self) -> bool:
         try:
@@ -628,6 +663,7 @@ class PostgresStorage:
 
     async def close(self) -> None:
         """Wait for borrowed connections to come back (bounded), then close them all."""
+        await self.signals.close()
         try:
             await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
         except TimeoutError:

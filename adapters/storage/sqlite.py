@@ -18,6 +18,10 @@ Catalog caching: `revision()` is one primary-key read of the `meta` table (`Sqli
 reads both revisions in one statement, which every service call does); `snapshot()` answers
 from a snapshot cached by revision and re-reads the catalog only when the revision moved, so a
 register or delete by this or any other process is seen by the very next call.
+
+Signals: once a group commit holding an execution write has committed, the write signals this
+process's listeners (`signals`, see `local_signals`). Another process writing to the same file
+signals nothing here: its writes are found by polling, as before.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from adapters.storage import rows
 from adapters.storage.api_keys import SqliteApiKeyStore
 from adapters.storage.batch_reader import BatchReader
 from adapters.storage.group_commit import GroupCommitWriter
+from adapters.storage.local_signals import LocalSignals
 from adapters.storage.migrations import migrate
 from core.errors import AlreadyExists, ServiceNotFound
 from core.model import (
@@ -72,7 +77,12 @@ _SNAPSHOT = f"""
 _INSERT_EXECUTION = (
     f"INSERT INTO executions ({rows.EXECUTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_SAVE_STATE = f"UPDATE executions SET {rows.STATE_UPDATE} WHERE id = ?"
+_LEASABLE = "('CREATED', 'RUNNING')"
+# The answer says whether the saved execution is free for a worker to claim.
+_SAVE_STATE = (
+    f"UPDATE executions SET {rows.STATE_UPDATE} WHERE id = ? "
+    f"RETURNING state IN {_LEASABLE} AND lease_owner IS NULL"
+)
 _REVISIONS = "SELECT key, value FROM meta WHERE key IN ('services_revision', 'catalog_revision')"
 
 _PRAGMAS = (
@@ -334,9 +344,10 @@ class SqliteServiceStore:
 
 
 class SqliteExecutionStore:
-    def __init__(self, reader: BatchReader, writer: GroupCommitWriter):
+    def __init__(self, reader: BatchReader, writer: GroupCommitWriter, signals: LocalSignals):
         self._reader = reader
         self._writer = writer
+        self._signals = signals
 
     async def create(self, execution: Execution) -> None:
         params = rows.execution_to_params(execution)
@@ -351,17 +362,26 @@ class SqliteExecutionStore:
                 ) from None
 
         await self._writer.submit(job)
+        self._signals.changed(execution.execution_id)
+        if execution.state in (ExecutionState.CREATED, ExecutionState.RUNNING):
+            self._signals.claimable()
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
         state = rows.execution_state_params(execution)
         event_params = [rows.event_to_params(event) for event in events]
+        leasable = execution.state in (ExecutionState.CREATED, ExecutionState.RUNNING)
 
-        def job(db: sqlite3.Connection) -> None:
-            if not db.execute(_SAVE_STATE, state).rowcount:  # not stored yet: the whole row
+        def job(db: sqlite3.Connection) -> bool:
+            saved = _all_now(db, _SAVE_STATE, state)
+            if not saved:  # not stored yet: the whole row
                 db.execute(_INSERT_EXECUTION, rows.execution_to_params(execution))
             _insert_events(db, event_params)
+            return bool(saved[0][0]) if saved else leasable
 
-        await self._writer.submit(job)
+        claimable = await self._writer.submit(job)
+        self._signals.changed(execution.execution_id)
+        if claimable:
+            self._signals.claimable()
 
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
         if not events:
@@ -372,6 +392,7 @@ class SqliteExecutionStore:
             _insert_events(db, event_params)
 
         await self._writer.submit(job)
+        self._signal_changes(events)
 
     async def get(self, execution_id: str) -> Execution | None:
         row = await _one(
@@ -444,14 +465,18 @@ class SqliteExecutionStore:
         if not ids:
             return
 
-        def job(db: sqlite3.Connection) -> None:
-            db.execute(
+        def job(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
                 "UPDATE executions SET lease_owner = NULL, lease_until = NULL "
                 f"WHERE lease_owner = ? AND id IN ({', '.join('?' * len(ids))})",
                 (owner, *ids),
             )
+            released = cursor.rowcount > 0
+            cursor.close()
+            return released
 
-        await self._writer.submit(job)
+        if await self._writer.submit(job):
+            self._signals.claimable()
 
     async def save_owned(
         self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
@@ -475,7 +500,10 @@ class SqliteExecutionStore:
             _insert_events(db, event_params)
             return True
 
-        return await self._writer.submit(job)
+        saved = await self._writer.submit(job)
+        if saved:
+            self._signals.changed(execution_id)
+        return saved
 
     async def append_owned(self, owner: str, events: Sequence[ExecutionEvent]) -> bool:
         if not events:
@@ -495,10 +523,14 @@ class SqliteExecutionStore:
             _insert_events(db, event_params)
             return True
 
-        return await self._writer.submit(job)
+        appended = await self._writer.submit(job)
+        if appended:
+            self._signal_changes(events)
+        return appended
 
-
-_LEASABLE = "('CREATED', 'RUNNING')"
+    def _signal_changes(self, events: Sequence[ExecutionEvent]) -> None:
+        for execution_id in dict.fromkeys(event.execution_id for event in events):
+            self._signals.changed(execution_id)
 
 
 def _insert_events(db: sqlite3.Connection, event_params: list[tuple[Any, ...]]) -> None:
@@ -514,14 +546,15 @@ def _insert_events(db: sqlite3.Connection, event_params: list[tuple[Any, ...]]) 
 
 
 class SqliteStorage:
-    """The three storage ports over one SQLite file; build it with `await SqliteStorage.open()`."""
+    """The storage ports over one SQLite file; build it with `await SqliteStorage.open()`."""
 
     def __init__(self, writer: GroupCommitWriter, reader: BatchReader, clock: Clock) -> None:
         self._reader = reader
         self._writer = writer
         self.catalog = SqliteCatalog(reader, writer, clock)
         self.services = SqliteServiceStore(reader, writer, clock)
-        self.executions = SqliteExecutionStore(reader, writer)
+        self.signals = LocalSignals()
+        self.executions = SqliteExecutionStore(reader, writer, self.signals)
         self.revisions = SqliteRevisions(reader)
         self.api_keys = SqliteApiKeyStore(reader, writer)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -68,13 +69,20 @@ class Cluster:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.store = engine.storage.executions
-        self.dispatcher = Dispatcher(self.store, loader=WorkflowLoader())
+        self.signals = engine.storage.signals
+        self.dispatcher = self.dispatch()
         self.workers: list[ExecutionWorker] = []
         self.tasks: list[asyncio.Task[None]] = []
 
-    def start(self, **options) -> ExecutionWorker:
+    def dispatch(self, signals=None, **options) -> Dispatcher:
+        """A dispatcher on the cluster's store (another server replica, as it were)."""
+        signals = self.signals if signals is None else signals
+        return Dispatcher(self.store, signals, loader=WorkflowLoader(), **options)
+
+    def start(self, signals=None, **options) -> ExecutionWorker:
         options = {"concurrency": 4, "threads": 1, "lease": 5.0, "poll": 0.01, **options}
-        worker = ExecutionWorker(self.store, load=self.engine.load, grace=0.0, **options)
+        signals = self.signals if signals is None else signals
+        worker = ExecutionWorker(self.store, signals, load=self.engine.load, grace=0.0, **options)
         self.workers.append(worker)
         self.tasks.append(asyncio.get_running_loop().create_task(worker.run()))
         return worker
@@ -175,3 +183,66 @@ async def test_workflow_code_never_holds_a_worker_loop_where_leases_are_renewed(
     assert lag < 0.5, f"the worker's loop was held for {lag:.2f} s"
     final = await asyncio.wait_for(cluster.dispatcher.wait(created.execution_id), 10)
     assert final.output == "slept"
+
+
+# Wake-ups: signals from the store, polling as the safety net.
+
+LONG = 30.0  # seconds: a poll interval no test here may wait for
+
+
+async def test_signals_wake_an_idle_worker_and_the_waiting_dispatcher(cluster):
+    # Neither side polls within the test's bound (a long lease also keeps the heartbeat from
+    # waking the worker), so only the store's signals can make the call finish in time.
+    cluster.start(poll=LONG, lease=10 * LONG)
+    dispatcher = cluster.dispatch(first_poll=LONG, max_poll=LONG)
+    wf = await cluster.version("two_steps")
+    await asyncio.sleep(0.05)  # the worker has claimed nothing and is waiting
+
+    started = time.monotonic()
+    done = await asyncio.wait_for(dispatcher.run(wf, {"a": 0.01, "b": 0}), 2 * LONG)
+    assert done.state is ExecutionState.COMPLETED and done.output == ["a", "b"]
+    assert time.monotonic() - started < 5
+
+    seen = []
+    async with contextlib.aclosing(dispatcher.watch(done.execution_id)) as items:
+        seen = await asyncio.wait_for(_all(items), 5)
+    assert seen[-1] == done
+
+
+async def test_a_resume_wakes_an_idle_worker(cluster):
+    cluster.start(poll=LONG, lease=10 * LONG)
+    dispatcher = cluster.dispatch(first_poll=LONG, max_poll=LONG)
+    paused = await asyncio.wait_for(dispatcher.run(await cluster.version("ask"), None), 5)
+    assert paused.state is ExecutionState.PAUSED
+
+    done = await asyncio.wait_for(dispatcher.resume(paused.execution_id, 7, wait=True), 5)
+    assert done.output == {"answer": 7}
+
+
+async def test_without_signals_polling_still_finishes_every_call(cluster):
+    cluster.start(signals=Silent(), poll=0.05)
+    dispatcher = cluster.dispatch(signals=Silent(), max_poll=0.05)
+    wf = await cluster.version("two_steps")
+    done = await asyncio.wait_for(dispatcher.run(wf, {"a": 0, "b": 0}), 10)
+    assert done.state is ExecutionState.COMPLETED
+    paused = await asyncio.wait_for(dispatcher.run(await cluster.version("ask"), None), 10)
+    resumed = await asyncio.wait_for(dispatcher.resume(paused.execution_id, 1, wait=True), 10)
+    assert resumed.output == {"answer": 1}
+
+
+class Silent:
+    """Signals that never come, as when notifications are lost or the store has none."""
+
+    async def listen(self, execution_id: str | None) -> Silent:
+        return self
+
+    async def wait(self, timeout: float) -> bool:
+        await asyncio.sleep(timeout)
+        return False
+
+    def close(self) -> None:
+        return None
+
+
+async def _all(items):
+    return [item async for item in items]
