@@ -1,8 +1,9 @@
-"""Worker threads, each running its own event loop, where workflow code runs.
+"""Worker threads, each running its own event loop, for workflow code that may block.
 
-User code may block (time.sleep, CPU loops, sync clients). On a worker it stalls only the
-executions sharing that worker's loop, never the server's loop that answers HTTP and writes to
-the store. New executions go to the least busy worker.
+`def` workflows, async ones caught blocking the server's loop (engine/loop_guard.py) and every
+run of a `flux start worker` process run here. Blocking code (time.sleep, CPU loops, sync
+clients) on a worker stalls only the executions sharing that worker's loop, never the server's
+loop that answers HTTP and writes to the store. New executions go to the least busy worker.
 """
 
 from __future__ import annotations
@@ -51,12 +52,17 @@ class Worker:
 
 
 class WorkerPool:
+    """`size` workers, started on the first `pick`: most workflows never need one."""
+
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError("workers must be >= 1")
-        self.workers = [Worker(i) for i in range(size)]
+        self.size = size
+        self.workers: list[Worker] = []
 
     def pick(self) -> Worker:
+        if not self.workers:
+            self.workers = [Worker(i) for i in range(self.size)]
         return min(self.workers, key=lambda worker: worker.active)
 
     async def close(self, timeout: float = 5.0) -> None:
