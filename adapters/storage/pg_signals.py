@@ -16,9 +16,9 @@ handed to other callers and LISTEN belongs to a session), opened on the first `l
 waits for it (bounded) so that the first listener already hears what commits after it. It
 LISTENs only on the channels this process has listeners for (a worker hears no execution's
 changes, a server nothing claimable), and hands each notification to the listeners concerned
-(see `local_signals`). When that
-connection is lost, a warning is logged once and it is reopened in the background with a
-growing, bounded delay; meanwhile waits simply time out and callers poll as they always do.
+(see `local_signals`). When that connection is lost, a warning is logged once and it is reopened
+in the background with a growing, bounded delay; meanwhile waits simply time out and callers
+poll as they always do.
 Once it is back, every listener is woken once, since notifications sent while it was down are
 gone. A connection lost without a word (a network cut) is noticed by a periodic `SELECT 1`.
 """
