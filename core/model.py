@@ -157,11 +157,23 @@ class ExecutionState(enum.StrEnum):
     def ends_stream(self) -> bool:
         return self.is_final or self is ExecutionState.PAUSED
 
+    @property
+    def in_progress(self) -> bool:
+        """Created or running: what recovery replays and what a worker may lease."""
+        return self in IN_PROGRESS
+
+
+IN_PROGRESS = (ExecutionState.CREATED, ExecutionState.RUNNING)
+
 
 @frozen
 class ExecutionError:
     type: str
     message: str
+
+    def as_json(self) -> dict[str, str]:
+        """The shape an error has in responses, logs and stored rows."""
+        return {"type": self.type, "message": self.message}
 
 
 @frozen

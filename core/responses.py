@@ -39,7 +39,7 @@ def detailed_body(execution: Execution, url_prefix: str) -> dict[str, JSON]:
     if execution.state is ExecutionState.FAILED:
         error = execution.error
         body["error"] = (
-            {"type": error.type, "message": error.message}
+            error.as_json()
             if error is not None
             else {"type": "WorkflowError", "message": "the workflow failed"}
         )

@@ -135,12 +135,7 @@ class Replayer:
             value = inputs.to_json(result)
         except Exception as exc:
             error = error_of(exc)
-            self._emit(
-                EventKind.TASK_FAILED,
-                key,
-                {"type": error.type, "message": error.message},
-                persist=True,
-            )
+            self._emit(EventKind.TASK_FAILED, key, error.as_json(), persist=True)
             raise
         self._emit(EventKind.TASK_COMPLETED, key, value, persist=True)
         await self._flush()

@@ -24,6 +24,7 @@ from attrs import evolve
 
 from core.errors import ExecutionNotFound, InvalidState, InvalidWorkflowSource
 from core.model import (
+    IN_PROGRESS,
     EventKind,
     Execution,
     ExecutionError,
@@ -312,7 +313,7 @@ class Runtime:
     async def recover(self) -> list[str]:
         """Replay every CREATED or RUNNING execution a previous process left behind (PAUSED ones
         simply stay resumable). Returns their ids; they run in the background."""
-        found = await self._store.in_states([ExecutionState.CREATED, ExecutionState.RUNNING])
+        found = await self._store.in_states(IN_PROGRESS)
         recovered = []
         for execution in found:
             if execution.execution_id in self._live:

@@ -19,6 +19,7 @@ from attrs import evolve
 from adapters.storage.local_signals import LocalSignals
 from core.errors import AlreadyExists, ServiceNotFound
 from core.model import (
+    IN_PROGRESS,
     CatalogSnapshot,
     Execution,
     ExecutionEvent,
@@ -207,7 +208,7 @@ class MemoryExecutionStore:
     async def claim(self, owner: str, *, limit: int, lease: float, now: float) -> list[Execution]:
         claimable = [
             e
-            for e in await self.in_states(_LEASABLE)
+            for e in await self.in_states(IN_PROGRESS)
             if e.execution_id not in self._leases or self._leases[e.execution_id][1] < now
         ]
         taken = claimable[: max(0, limit)]
@@ -238,7 +239,7 @@ class MemoryExecutionStore:
         if not self._owns(owner, execution.execution_id):
             return False
         await self.save(execution, events)
-        if execution.state not in _LEASABLE:
+        if not execution.state.in_progress:
             del self._leases[execution.execution_id]
         return True
 
@@ -250,7 +251,7 @@ class MemoryExecutionStore:
 
     def _signal_stored(self, execution: Execution) -> None:
         self._signals.changed(execution.execution_id)
-        if execution.state in _LEASABLE and execution.execution_id not in self._leases:
+        if execution.state.in_progress and execution.execution_id not in self._leases:
             self._signals.claimable()
 
     def _owns(self, owner: str, execution_id: str) -> bool:
@@ -258,7 +259,7 @@ class MemoryExecutionStore:
         lease = self._leases.get(execution_id)
         return (
             execution is not None
-            and execution.state in _LEASABLE
+            and execution.state.in_progress
             and lease is not None
             and lease[0] == owner
         )
@@ -281,9 +282,6 @@ class MemoryExecutionStore:
     def _add(self, events: list[ExecutionEvent]) -> None:
         for event in events:
             self._events.setdefault(event.execution_id, {})[event.seq] = event
-
-
-_LEASABLE = (ExecutionState.CREATED, ExecutionState.RUNNING)
 
 
 def _stored_execution(execution: Execution) -> Execution:

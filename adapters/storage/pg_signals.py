@@ -47,7 +47,7 @@ CHECK_EVERY = 30.0  # seconds between checks that a quiet connection still answe
 CHECK_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 5.0
 
-_LEASABLE = "('CREATED', 'RUNNING')"
+LEASABLE = "('CREATED', 'RUNNING')"  # in SQL: the states a worker may lease
 _SCOPED_ID = "current_schema() || ':' || id"
 
 
@@ -57,7 +57,7 @@ def notifying(write: str, *, changed: bool = True) -> str:
     it is claimable when it is CREATED or RUNNING with no lease owner. Its status is
     `SELECT <rows written>`."""
     claimable = (
-        f"CASE WHEN state IN {_LEASABLE} AND lease_owner IS NULL "
+        f"CASE WHEN state IN {LEASABLE} AND lease_owner IS NULL "
         f"THEN pg_notify('{CLAIMABLE}', current_schema()) END"
     )
     notes = f"pg_notify('{CHANGED}', {_SCOPED_ID}), {claimable}" if changed else claimable

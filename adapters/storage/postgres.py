@@ -37,7 +37,7 @@ import asyncpg
 from attrs import evolve
 
 from adapters.storage.pg_migrations import check_schema_name, migrate
-from adapters.storage.pg_signals import NOTIFY_CHANGED, PostgresSignals, notifying
+from adapters.storage.pg_signals import LEASABLE, NOTIFY_CHANGED, PostgresSignals, notifying
 from core.errors import AlreadyExists, ServiceNotFound
 from core.model import (
     CatalogSnapshot,
@@ -150,7 +150,7 @@ def _state_values(execution: Execution) -> tuple[Any, ...]:
         execution.execution_id,
         str(execution.state),
         execution.output,
-        None if error is None else {"type": error.type, "message": error.message},
+        None if error is None else error.as_json(),
         execution.pause_name,
         execution.updated_at,
     )
@@ -166,7 +166,7 @@ def _execution_values(execution: Execution) -> tuple[Any, ...]:
         str(execution.state),
         execution.input,
         execution.output,
-        None if error is None else {"type": error.type, "message": error.message},
+        None if error is None else error.as_json(),
         execution.pause_name,
         execution.created_at,
         execution.updated_at,
@@ -428,7 +428,7 @@ class PostgresExecutionStore:
         # them, so each gets a different batch.
         found = await self._pool.fetch(
             "UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE id IN ("
-            f"SELECT id FROM executions WHERE state IN {_LEASABLE} "
+            f"SELECT id FROM executions WHERE state IN {LEASABLE} "
             "AND (lease_until IS NULL OR lease_until < $3) "
             "ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) "
             f"RETURNING {_EXECUTION}",
@@ -447,7 +447,7 @@ class PostgresExecutionStore:
             return []
         found = await self._pool.fetch(
             "UPDATE executions SET lease_until = $1 WHERE lease_owner = $2 "
-            f"AND state IN {_LEASABLE} AND id = ANY($3::text[]) RETURNING id",
+            f"AND state IN {LEASABLE} AND id = ANY($3::text[]) RETURNING id",
             now + lease,
             owner,
             list(dict.fromkeys(execution_ids)),
@@ -469,7 +469,7 @@ class PostgresExecutionStore:
     async def save_owned(
         self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
     ) -> bool:
-        keep = execution.state in (ExecutionState.CREATED, ExecutionState.RUNNING)
+        keep = execution.state.in_progress
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 # The row lock this UPDATE takes orders it against a concurrent claim: either
@@ -479,7 +479,7 @@ class PostgresExecutionStore:
                         f"UPDATE executions SET {_STATE_UPDATE}, "
                         "lease_owner = CASE WHEN $8 THEN lease_owner END, "
                         "lease_until = CASE WHEN $8 THEN lease_until END "
-                        f"WHERE id = $1 AND lease_owner = $7 AND state IN {_LEASABLE}{_WRITTEN}"
+                        f"WHERE id = $1 AND lease_owner = $7 AND state IN {LEASABLE}{_WRITTEN}"
                     ),
                     *_state_values(execution),
                     owner,
@@ -503,7 +503,7 @@ class PostgresExecutionStore:
                 # owner's replay reads them.
                 held = await conn.fetch(
                     "SELECT id FROM executions WHERE id = ANY($1::text[]) AND lease_owner = $2 "
-                    f"AND state IN {_LEASABLE} FOR SHARE",
+                    f"AND state IN {LEASABLE} FOR SHARE",
                     ids,
                     owner,
                 )
@@ -514,9 +514,6 @@ class PostgresExecutionStore:
         except asyncpg.UniqueViolationError:
             raise AlreadyExists("an event with this execution_id and seq already exists") from None
         return True
-
-
-_LEASABLE = "('CREATED', 'RUNNING')"
 
 
 def _execution_ids(events: Sequence[ExecutionEvent]) -> list[str]:

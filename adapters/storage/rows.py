@@ -80,7 +80,7 @@ def execution_to_params(execution: Execution) -> tuple[Any, ...]:
         str(execution.state),
         dump(execution.input),
         dump(execution.output),
-        None if error is None else dump({"type": error.type, "message": error.message}),
+        None if error is None else dump(error.as_json()),
         execution.pause_name,
         execution.created_at,
         execution.updated_at,
@@ -97,7 +97,7 @@ def execution_state_params(execution: Execution) -> tuple[Any, ...]:
     return (
         str(execution.state),
         dump(execution.output),
-        None if error is None else dump({"type": error.type, "message": error.message}),
+        None if error is None else dump(error.as_json()),
         execution.pause_name,
         execution.updated_at,
         execution.execution_id,

@@ -363,13 +363,13 @@ class SqliteExecutionStore:
 
         await self._writer.submit(job)
         self._signals.changed(execution.execution_id)
-        if execution.state in (ExecutionState.CREATED, ExecutionState.RUNNING):
+        if execution.state.in_progress:
             self._signals.claimable()
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
         state = rows.execution_state_params(execution)
         event_params = [rows.event_to_params(event) for event in events]
-        leasable = execution.state in (ExecutionState.CREATED, ExecutionState.RUNNING)
+        leasable = execution.state.in_progress
 
         def job(db: sqlite3.Connection) -> bool:
             saved = _all_now(db, _SAVE_STATE, state)
@@ -482,7 +482,7 @@ class SqliteExecutionStore:
         self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
     ) -> bool:
         *state, execution_id = rows.execution_state_params(execution)
-        keep = execution.state in (ExecutionState.CREATED, ExecutionState.RUNNING)
+        keep = execution.state.in_progress
         event_params = [rows.event_to_params(event) for event in events]
 
         def job(db: sqlite3.Connection) -> bool:
