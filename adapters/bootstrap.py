@@ -157,6 +157,7 @@ async def run_worker(
         loader = WorkflowLoader()
         worker = ExecutionWorker(
             storage.executions,
+            storage.leases,
             storage.signals,
             load=_loader_of(storage, loader),
             loader=loader,

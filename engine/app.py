@@ -32,7 +32,8 @@ from core.model import (
 from core.resolve import find_endpoint, resolve
 from core.services import ServiceUpdate, apply_update
 from engine.registration import load_workflows
-from ports.storage import Catalog, Registered, Revisions, ServiceStore
+from ports.catalog import Catalog, Registered
+from ports.services import Revisions, ServiceStore
 
 
 class Executor(Protocol):

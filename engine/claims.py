@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.model import Execution, ExecutionEvent, ExecutionState
-from ports.storage import ExecutionStore
+from ports.executions import ExecutionLog, Leases
 
 
 class LeaseLost(Exception):
@@ -24,10 +24,11 @@ class LeaseLost(Exception):
 
 
 class LeasedExecutions:
-    """ExecutionStore for a Runtime that drives executions leased to `owner`."""
+    """ExecutionLog for a Runtime that drives executions leased to `owner`."""
 
-    def __init__(self, store: ExecutionStore, owner: str) -> None:
+    def __init__(self, store: ExecutionLog, leases: Leases, owner: str) -> None:
         self.store = store
+        self.leases = leases
         self.owner = owner
         self._claimed: list[Execution] = []
 
@@ -39,11 +40,11 @@ class LeasedExecutions:
         await self.store.create(execution)
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
-        if not await self.store.save_owned(self.owner, execution, events):
+        if not await self.leases.save_owned(self.owner, execution, events):
             raise LeaseLost(execution.execution_id)
 
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
-        if events and not await self.store.append_owned(self.owner, events):
+        if events and not await self.leases.append_owned(self.owner, events):
             raise LeaseLost(events[0].execution_id)
 
     async def get(self, execution_id: str) -> Execution | None:

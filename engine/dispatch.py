@@ -28,7 +28,7 @@ from core.model import EventKind, Execution, ExecutionEvent, ExecutionState, Wor
 from engine import inputs
 from engine.registration import WorkflowLoader
 from engine.runtime import stored_execution
-from ports.storage import ExecutionSignals, ExecutionStore
+from ports.executions import ExecutionLog, ExecutionSignals
 
 Item = ExecutionEvent | Execution
 
@@ -39,7 +39,7 @@ MAX_POLL = 1.0
 class Dispatcher:
     def __init__(
         self,
-        executions: ExecutionStore,
+        executions: ExecutionLog,
         signals: ExecutionSignals,
         *,
         loader: WorkflowLoader | None = None,

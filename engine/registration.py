@@ -25,7 +25,7 @@ from core.model import WorkflowRef, WorkflowVersion
 from engine import inputs
 from flux.task import Task
 from flux.workflow import Workflow
-from ports.storage import NewWorkflow
+from ports.catalog import NewWorkflow
 
 _module_ids = itertools.count(1)
 

@@ -1,6 +1,6 @@
 """The durable execution runtime.
 
-Every state change and task result is written through the ExecutionStore before anyone is
+Every state change and task result is written through the ExecutionLog before anyone is
 told about it; a run that stops (pause, crash, restart) continues by replaying the workflow
 from the start against its log (engine/replay.py). The store, the waiters and the watchers live
 on the caller's loop, which this module calls the main loop. Async workflow code runs there
@@ -39,7 +39,7 @@ from engine.registration import LoadedWorkflow, WorkflowLoader
 from engine.replay import Outcome, Replayer, error_of
 from engine.workers import Worker, WorkerPool
 from flux.context import ExecutionContext
-from ports.storage import ExecutionStore
+from ports.executions import ExecutionLog
 
 log = logging.getLogger("flux.engine")
 
@@ -50,7 +50,7 @@ _RECENT_HISTORIES = 512
 TASK_THREADS = 32  # sync tasks running at once, over all executions
 
 
-async def stored_execution(store: ExecutionStore, execution_id: str) -> Execution:
+async def stored_execution(store: ExecutionLog, execution_id: str) -> Execution:
     """The stored execution; `ExecutionNotFound` when there is none."""
     found = await store.get(execution_id)
     if found is None:
@@ -132,7 +132,7 @@ class Runtime:
 
     def __init__(
         self,
-        executions: ExecutionStore,
+        executions: ExecutionLog,
         *,
         load: LoadFn,
         loader: WorkflowLoader | None = None,

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from engine.claims import LeasedExecutions
 from engine.registration import WorkflowLoader
 from engine.runtime import LoadFn, Runtime
-from ports.storage import ExecutionSignals, ExecutionStore, Listener
+from ports.executions import ExecutionLog, ExecutionSignals, Leases, Listener
 
 log = logging.getLogger("flux.worker")
 
@@ -41,13 +41,14 @@ def new_owner_id() -> str:
 
 
 class ExecutionWorker:
-    """Runs executions claimed from `store`, at most `concurrency` at a time, on `threads`
+    """Runs executions claimed through `leases`, at most `concurrency` at a time, on `threads`
     worker threads, and claims again when `signals` says there may be more. `run()` returns
     after `stop()`."""
 
     def __init__(
         self,
-        store: ExecutionStore,
+        executions: ExecutionLog,
+        leases: Leases,
         signals: ExecutionSignals,
         *,
         load: LoadFn,
@@ -65,14 +66,14 @@ class ExecutionWorker:
         if lease <= 0:
             raise ValueError("lease must be > 0 seconds")
         self.owner = owner or new_owner_id()
-        self.store = store
+        self.leases = leases
         self.signals = signals
         self.concurrency = concurrency
         self.lease = lease
         self.poll = poll
         self.grace = grace
         self._clock = clock
-        self._view = LeasedExecutions(store, self.owner)
+        self._view = LeasedExecutions(executions, leases, self.owner)
         # Workflow code stays off this loop: a blocking step would stall the lease heartbeats,
         # and another worker would take over an execution that is still running here.
         self._runtime = Runtime(
@@ -121,7 +122,7 @@ class ExecutionWorker:
 
     async def _claim(self, limit: int) -> int:
         try:
-            claimed = await self.store.claim(
+            claimed = await self.leases.claim(
                 self.owner, limit=limit, lease=self.lease, now=self._clock()
             )
         except Exception:
@@ -154,7 +155,9 @@ class ExecutionWorker:
         if not ids:
             return
         try:
-            kept = set(await self.store.renew(self.owner, ids, lease=self.lease, now=self._clock()))
+            kept = set(
+                await self.leases.renew(self.owner, ids, lease=self.lease, now=self._clock())
+            )
         except Exception:
             log.exception("renewing leases failed; retrying")
             return
@@ -182,7 +185,7 @@ class ExecutionWorker:
             task.cancel()
         if left:
             try:
-                await self.store.release(self.owner, left)
+                await self.leases.release(self.owner, left)
             except Exception:
                 log.exception("releasing leases failed; they expire in %.0fs", self.lease)
 

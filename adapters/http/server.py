@@ -29,7 +29,7 @@ from core.openapi import service_openapi
 from core.responses import detailed_body, error_body, event_payload, shape_execution, sse_message
 from core.services import parse_new_service, parse_service_update
 from engine.app import FluxApp
-from ports.storage import Registered
+from ports.catalog import Registered
 
 log = logging.getLogger("flux.server")
 

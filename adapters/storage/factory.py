@@ -12,29 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from adapters import config
-from ports.auth import ApiKeyStore
-from ports.storage import Catalog, ExecutionSignals, ExecutionStore, Revisions, ServiceStore
+from ports.storage import Storage
 
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
-
-
-class Storage(Protocol):
-    """What the SQLite and PostgreSQL adapters offer: the ports plus their own lifetime."""
-
-    catalog: Catalog
-    services: ServiceStore
-    executions: ExecutionStore
-    signals: ExecutionSignals
-    revisions: Revisions
-    api_keys: ApiKeyStore
-
-    async def ping(self) -> bool: ...
-
-    async def close(self) -> None: ...
 
 
 def sqlite_file(database_url: str) -> Path | None:

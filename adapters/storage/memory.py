@@ -29,7 +29,7 @@ from core.model import (
     WorkflowRef,
     WorkflowVersion,
 )
-from ports.storage import NewWorkflow, Registered
+from ports.catalog import NewWorkflow, Registered
 
 Clock = Callable[[], float]
 
@@ -305,6 +305,7 @@ class MemoryStorage:
         self.services = MemoryServiceStore()
         self.signals = LocalSignals()
         self.executions = MemoryExecutionStore(self.signals)
+        self.leases = self.executions
         self.revisions = MemoryRevisions(self.services, self.catalog)
 
     async def ping(self) -> bool:

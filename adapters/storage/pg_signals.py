@@ -69,7 +69,7 @@ NOTIFY_CHANGED = f"SELECT pg_notify('{CHANGED}', {_SCOPED_ID}) FROM unnest($1::t
 
 
 class PostgresSignals:
-    """`ports.storage.ExecutionSignals` for one PostgresStorage; `close()` it with the storage.
+    """`ports.executions.ExecutionSignals` for one PostgresStorage; `close()` it with the storage.
 
     `connect` opens a new connection to the storage's database; `scope` is the schema that
     the storage's writes put into their payloads."""

@@ -52,7 +52,7 @@ from core.model import (
     WorkflowVersion,
 )
 from ports.auth import ApiKey
-from ports.storage import NewWorkflow, Registered
+from ports.catalog import NewWorkflow, Registered
 
 Clock = Callable[[], float]
 CLOSE_TIMEOUT = 10.0  # seconds close() waits for borrowed connections before cutting them
@@ -595,9 +595,9 @@ class PostgresRevisions:
 class PostgresStorage:
     """The storage ports over one PostgreSQL database; build it with `await PostgresStorage.open()`.
 
-    Attributes: `catalog`, `services`, `executions`, `revisions` (ports/storage.py) and
+    Attributes: `catalog`, `services`, `executions`, `revisions` (ports/) and
     `api_keys` (ports/auth.py), all sharing one connection pool, and `signals`
-    (ports/storage.py), which opens one more connection of its own when first used.
+    (ports/), which opens one more connection of its own when first used.
     """
 
     def __init__(self, pool: asyncpg.Pool, clock: Clock, signals: PostgresSignals) -> None:
@@ -606,6 +606,7 @@ class PostgresStorage:
         self.catalog = PostgresCatalog(pool, clock)
         self.services = PostgresServiceStore(pool, clock)
         self.executions = PostgresExecutionStore(pool)
+        self.leases = self.executions
         self.revisions = PostgresRevisions(pool)
         self.api_keys = PostgresApiKeyStore(pool)
 

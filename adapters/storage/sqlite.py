@@ -51,7 +51,7 @@ from core.model import (
     WorkflowRef,
     WorkflowVersion,
 )
-from ports.storage import NewWorkflow, Registered
+from ports.catalog import NewWorkflow, Registered
 
 Clock = Callable[[], float]
 BUSY_TIMEOUT_MS = 5000
@@ -555,6 +555,7 @@ class SqliteStorage:
         self.services = SqliteServiceStore(reader, writer, clock)
         self.signals = LocalSignals()
         self.executions = SqliteExecutionStore(reader, writer, self.signals)
+        self.leases = self.executions
         self.revisions = SqliteRevisions(reader)
         self.api_keys = SqliteApiKeyStore(reader, writer)
 

@@ -18,7 +18,7 @@ from adapters.storage.sqlite import SqliteStorage
 from core.errors import AlreadyExists
 from core.model import ServiceDefinition, WorkflowRef
 from ports.auth import ApiKey
-from ports.storage import NewWorkflow
+from ports.catalog import NewWorkflow
 from tests.contract.pg import fresh_schema, postgres_storage, replicas
 
 BOUND = 20  # seconds: no test here may hang longer

@@ -1,4 +1,4 @@
-"""The storage contract (ports/storage.py), run against every adapter through `storage`."""
+"""The storage contract (ports/), run against every adapter through `storage`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from core.model import (
     ServiceDefinition,
     WorkflowRef,
 )
-from ports.storage import NewWorkflow
+from ports.catalog import NewWorkflow
 
 BOUND = 20  # seconds: no test here may hang longer
 

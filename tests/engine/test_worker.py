@@ -82,7 +82,9 @@ class Cluster:
     def start(self, signals=None, **options) -> ExecutionWorker:
         options = {"concurrency": 4, "threads": 1, "lease": 5.0, "poll": 0.01, **options}
         signals = self.signals if signals is None else signals
-        worker = ExecutionWorker(self.store, signals, load=self.engine.load, grace=0.0, **options)
+        worker = ExecutionWorker(
+            self.store, self.store, signals, load=self.engine.load, grace=0.0, **options
+        )
         self.workers.append(worker)
         self.tasks.append(asyncio.get_running_loop().create_task(worker.run()))
         return worker
