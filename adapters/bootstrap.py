@@ -1,4 +1,8 @@
-"""The composition root: the one place that builds adapters and plugs them into the ports."""
+"""The composition root: the one place that builds adapters and plugs them into the ports, for
+each process the project starts: the main server, a `flux start worker` process and a
+standalone service process. Settings come in already read (adapters/config); nothing below
+reads the environment.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,33 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import aiohttp
 from aiohttp import web
 from attrs import frozen
 
 from adapters.auth.authenticator import Authenticator, verifier_from_settings
-from adapters.config import Settings
-from adapters.http.auth import RequestAuth, install_bearer_challenge
-from adapters.http.server import Limits, Routes, errors_as_json
-from adapters.storage.factory import Storage, open_storage
-from engine.app import Executor, FluxApp
+from adapters.config import Settings, StandaloneOptions
+from adapters.http.auth import install_bearer_challenge
+from adapters.http.errors import errors_as_json
+from adapters.http.gateway import HttpServiceGateway
+from adapters.http.server import Limits, Routes
+from adapters.http.standalone import log_line, report_clashes, service_app
+from adapters.storage.factory import open_storage
+from core import errors
+from core.endpoint_cache import ServiceMissing
+from engine.app import FluxApp
+from engine.calls import ServiceCalls
 from engine.dispatch import Dispatcher
-from engine.registration import WorkflowLoader
+from engine.lookup import ServiceLookup
+from engine.registration import WorkflowLoader, load_workflows
 from engine.runtime import Runtime
 from engine.worker import DEFAULT_LEASE, ExecutionWorker
+from ports.catalog import NewWorkflow
+from ports.executor import Executor
+from ports.storage import Storage
 
 log = logging.getLogger("flux.auth")
 
@@ -31,12 +46,12 @@ EXECUTORS = ("embedded", "workers")
 
 @frozen
 class Flux:
-    """Everything a running main server holds."""
+    """Everything a running main server holds: the use cases and what they stand on."""
 
     storage: Storage
-    runtime: Executor
     app: FluxApp
-    auth: RequestAuth
+    calls: ServiceCalls
+    auth: Authenticator
 
 
 @asynccontextmanager
@@ -48,39 +63,35 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
         raise ValueError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
     storage = await open_storage(settings.database_url)
     try:
-        loader = WorkflowLoader()
-        runtime: Executor
+        loader = WorkflowLoader(storage.catalog)
+        runner: Executor
         if executor == "workers":
-            runtime = Dispatcher(storage.executions, storage.signals, loader=loader)
+            runner = Dispatcher(storage.executions, storage.signals, loader=loader)
         else:
-            load = _loader_of(storage, loader)
-            runtime = Runtime(
-                storage.executions, load=load, loader=loader, workers=settings.workers
-            )
+            runner = Runtime(storage.executions, loader=loader, loop_threads=settings.workers)
         auth = build_auth(settings, storage)
+        lookup = ServiceLookup(storage.catalog, storage.services, storage.revisions)
         try:
-            await runtime.recover()
+            await runner.recover()
             yield Flux(
                 storage,
-                runtime,
-                FluxApp(storage.catalog, storage.services, storage.revisions, runtime),
+                FluxApp(lookup, inspect_in_thread),
+                ServiceCalls(lookup, runner),
                 auth,
             )
         finally:
             try:
-                await runtime.close()
+                await runner.close()
             finally:
                 await auth.aclose()
     finally:
         await storage.close()
 
 
-def _loader_of(storage: Storage, loader: WorkflowLoader):
-    async def load(ref, version):
-        found = await storage.catalog.get(ref, version)
-        return None if found is None else await loader.load(found)
-
-    return load
+async def inspect_in_thread(source: str, filename: str) -> Sequence[NewWorkflow]:
+    # Importing user code may block (top-level I/O, heavy imports): kept off the loop.
+    loaded = await asyncio.to_thread(load_workflows, source, filename)
+    return [item.new_workflow for item in loaded]
 
 
 def build_auth(settings: Settings, storage: Storage) -> Authenticator:
@@ -105,7 +116,7 @@ async def server_app(settings: Settings, executor: str = "embedded") -> web.Appl
         middlewares=[errors_as_json],
         client_max_size=max(limits.max_body_bytes, limits.max_upload_bytes) + 64 * 1024,
     )
-    Routes(flux.app, flux.auth, limits, flux.storage.ping).install(web_app)
+    Routes(flux.app, flux.calls, flux.auth, limits, flux.storage.ping).install(web_app)
     if settings.auth.enabled:  # without auth there is no 401 to carry a challenge
         install_bearer_challenge(web_app)
 
@@ -143,6 +154,9 @@ def serve(settings: Settings, executor: str = "embedded") -> None:
     )
 
 
+# -- `flux start worker` -----------------------------------------------------------------------
+
+
 async def run_worker(
     settings: Settings,
     *,
@@ -154,13 +168,11 @@ async def run_worker(
     SIGINT or SIGTERM."""
     storage = await open_storage(settings.database_url)
     try:
-        loader = WorkflowLoader()
         worker = ExecutionWorker(
             storage.executions,
             storage.leases,
             storage.signals,
-            load=_loader_of(storage, loader),
-            loader=loader,
+            loader=WorkflowLoader(storage.catalog),
             concurrency=concurrency,
             threads=min(settings.workers, concurrency),
             lease=lease,
@@ -173,3 +185,83 @@ async def run_worker(
         await worker.run()
     finally:
         await storage.close()
+
+
+# -- `flux service start` ----------------------------------------------------------------------
+
+_MCP_SETTING_TIMEOUT = 10.0
+
+
+def build_standalone_app(
+    options: StandaloneOptions,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    clock: Callable[[], float] | None = None,
+    mcp: bool = False,
+) -> web.Application:
+    """The standalone process for `options`: a gateway to the main server with the process's own
+    credentials (`settings.api_key`), its endpoint cache, and `/mcp` when `mcp` is on."""
+    gateway = _gateway(options, session, clock=clock)
+    extra = None
+    if mcp:
+        from adapters.mcp.standalone import mount_mcp
+
+        def extra(app: web.Application, gateway: HttpServiceGateway) -> None:
+            mount_mcp(app, gateway, options)
+
+    return service_app(options, gateway, session=session, extra_setup=extra)
+
+
+def _gateway(
+    options: StandaloneOptions,
+    session: aiohttp.ClientSession | None,
+    *,
+    clock: Callable[[], float] | None = None,
+    upstream_timeout: float | None = None,
+) -> HttpServiceGateway:
+    extra = {} if clock is None else {"clock": clock}
+    return HttpServiceGateway(
+        options.service,
+        options.server_url,
+        session,
+        upstream_timeout=upstream_timeout or options.upstream_timeout,
+        api_key=options.settings.api_key,
+        cache_ttl=options.cache_ttl,
+        on_refresh=report_clashes,
+        **extra,
+    )
+
+
+def serve_standalone(options: StandaloneOptions) -> None:
+    """Run the process until interrupted (what `flux service start` calls)."""
+    log_line(
+        f"serving service {options.service!r} on http://{options.host}:{options.port}, "
+        f"forwarding to {options.server_url} (cache TTL {options.cache_ttl:g} s)"
+    )
+
+    async def prepare() -> web.Application:
+        return build_standalone_app(options, mcp=await _mcp_wanted(options))
+
+    web.run_app(
+        prepare(),
+        host=options.host,
+        port=options.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5.0,
+    )
+
+
+async def _mcp_wanted(options: StandaloneOptions) -> bool:
+    """`--mcp`/`--no-mcp`, else the service's stored `mcp_enabled`."""
+    if options.mcp is not None:
+        return options.mcp
+    timeout = min(options.upstream_timeout, _MCP_SETTING_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        gateway = _gateway(options, session, upstream_timeout=timeout)
+        try:
+            known = await gateway.fetch()
+        except errors.FluxError as exc:
+            log_line(f"cannot read the service's MCP setting ({exc.message}); /mcp is off")
+            return False
+    return not isinstance(known, ServiceMissing) and known.service.mcp_enabled

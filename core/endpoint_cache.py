@@ -5,62 +5,46 @@ fetching."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from attrs import evolve, field, frozen
 
-from core.model import Collision, Endpoint, WorkflowInfo, WorkflowRef
-
-# Paths the standalone process answers itself; an endpoint with one of these names stays
-# reachable on the main server only.
-RESERVED_ROUTES: frozenset[str] = frozenset({"health", "mcp"})
+from core.model import Endpoint, Resolution
+from core.resolve import (
+    find_standalone_endpoint,
+    missing_service,
+    reserved_names,
+    standalone_endpoints,
+)
 
 # A flood of distinct unknown names must not turn into a flood of refreshes.
 NEGATIVE_CACHE_LIMIT = 10_000
 
 
 @frozen
-class Reserved:
-    """An endpoint whose name clashes with one of the process's own routes."""
-
-    name: str
-
-
-@frozen
-class ServiceEndpoints:
-    """What the main server said about one service at one moment."""
+class ServiceMissing:
+    """The main server said the service does not exist."""
 
     service: str
-    exists: bool = True
-    endpoints: tuple[Endpoint, ...] = ()
-    collisions: tuple[Collision, ...] = ()
-    reserved: tuple[str, ...] = ()
-    mcp_enabled: bool = False
 
-    def find(self, name: str) -> Endpoint | Collision | Reserved | None:
-        if name in self.reserved or name in RESERVED_ROUTES:
-            known = any(e.name == name for e in self.endpoints) or any(
-                c.name == name for c in self.collisions
-            )
-            return Reserved(name) if known or name in self.reserved else None
-        for endpoint in self.endpoints:
-            if endpoint.name == name:
-                return endpoint
-        for collision in self.collisions:
-            if collision.name == name:
-                return collision
-        return None
 
-    @property
-    def callable_endpoints(self) -> tuple[Endpoint, ...]:
-        """Endpoints the process serves: reserved names are left out."""
-        hidden = RESERVED_ROUTES.union(self.reserved)
-        return tuple(e for e in self.endpoints if e.name not in hidden)
+# What the main server said about the service at one moment.
+Known = Resolution | ServiceMissing
 
-    @property
-    def clashing_names(self) -> tuple[str, ...]:
-        names = {e.name for e in self.endpoints} | {c.name for c in self.collisions}
-        return tuple(sorted(RESERVED_ROUTES.intersection(names).union(self.reserved)))
+
+def endpoint_in(known: Known, name: str) -> Endpoint:
+    """The endpoint `name` of what is known, or the typed error the main server would give."""
+    if isinstance(known, ServiceMissing):
+        raise missing_service(known.service)
+    return find_standalone_endpoint(known, name)
+
+
+def served_endpoints(known: Known) -> tuple[Endpoint, ...]:
+    return () if isinstance(known, ServiceMissing) else standalone_endpoints(known)
+
+
+def clashing_names(known: Known | None) -> tuple[str, ...]:
+    """Names of the service that the standalone process's own routes shadow."""
+    return reserved_names(known) if isinstance(known, Resolution) else ()
 
 
 @frozen
@@ -84,7 +68,7 @@ class CachePolicy:
 
 @frozen
 class CacheState:
-    data: ServiceEndpoints | None = None
+    data: Known | None = None
     fetched_at: float | None = None
     # name -> moment until which it is known to be absent
     negatives: Mapping[str, float] = field(factory=dict)
@@ -92,16 +76,12 @@ class CacheState:
 
 @frozen
 class Answer:
-    """Answer from memory: the item, or None for a name the service does not expose."""
-
-    item: Endpoint | Collision | Reserved | None
+    """Answer from what is known (found or not)."""
 
 
 @frozen
 class Refresh:
-    """Ask the main server first; `forced` when the data is fresh but lacks the name."""
-
-    forced: bool = False
+    """Ask the main server first."""
 
 
 def is_fresh(state: CacheState, policy: CachePolicy, now: float) -> bool:
@@ -120,19 +100,24 @@ def plan_lookup(state: CacheState, policy: CachePolicy, name: str, now: float) -
     if not is_fresh(state, policy, now):
         return Refresh()
     assert state.data is not None
-    item = state.data.find(name)
-    if item is not None:
-        return Answer(item)
+    if knows(state.data, name):
+        return Answer()
     until = state.negatives.get(name)
     if until is not None and now < until:
-        return Answer(None)
+        return Answer()
     assert state.fetched_at is not None
     if now - state.fetched_at < policy.refresh_floor:
-        return Answer(None)
-    return Refresh(forced=True)
+        return Answer()
+    return Refresh()
 
 
-def with_data(state: CacheState, data: ServiceEndpoints, now: float) -> CacheState:
+def knows(known: Known, name: str) -> bool:
+    """Whether `known` settles `name` without asking again: a missing service settles every
+    name; a resolution settles the names it holds (endpoints and collisions)."""
+    return isinstance(known, ServiceMissing) or known.lookup(name) is not None
+
+
+def with_data(state: CacheState, data: Known, now: float) -> CacheState:
     # Fresh data may hold names that were absent before: forget every negative entry.
     return CacheState(data=data, fetched_at=now, negatives={})
 
@@ -143,37 +128,3 @@ def with_negative(state: CacheState, policy: CachePolicy, name: str, now: float)
         negatives.clear()
     negatives[name] = now + policy.negative_seconds
     return evolve(state, negatives=negatives)
-
-
-def service_endpoints_from_json(service: str, body: Mapping[str, Any]) -> ServiceEndpoints:
-    """Read the `GET /services/{name}` body of the main server (docs/http-api.md)."""
-    endpoints = tuple(_endpoint(item) for item in body.get("endpoints") or ())
-    collisions = tuple(
-        Collision(
-            name=str(item["name"]),
-            refs=tuple(WorkflowRef.parse(ref) for ref in item.get("refs") or ()),
-        )
-        for item in body.get("collisions") or ()
-    )
-    return ServiceEndpoints(
-        service=str(body.get("name") or service),
-        exists=True,
-        endpoints=tuple(sorted(endpoints, key=lambda e: e.name)),
-        collisions=tuple(sorted(collisions, key=lambda c: c.name)),
-        reserved=tuple(sorted(str(n) for n in body.get("reserved") or ())),
-        mcp_enabled=bool(body.get("mcp_enabled", False)),
-    )
-
-
-def _endpoint(item: Mapping[str, Any]) -> Endpoint:
-    if "ref" in item:
-        ref = WorkflowRef.parse(item["ref"])
-    else:
-        ref = WorkflowRef(str(item["namespace"]), str(item.get("workflow") or item["name"]))
-    info = WorkflowInfo(
-        ref=ref,
-        version=int(item.get("version") or 0),
-        input_schema=item.get("input_schema"),
-        description=str(item.get("description") or ""),
-    )
-    return Endpoint(name=str(item.get("name") or ref.name), workflow=info)

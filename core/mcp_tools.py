@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from attrs import field, frozen
 
-from core.endpoint_cache import RESERVED_ROUTES
 from core.errors import InputValidationError
 from core.model import Endpoint, Resolution
+from core.resolve import reserved_names, standalone_endpoints
 
 Action = Literal["run", "async", "resume", "resume_async", "status"]
 InputMode = Literal["fields", "json", "none"]
@@ -114,7 +114,7 @@ def find_tool(specs: Iterable[ToolSpec], name: str) -> ToolSpec | None:
 def mcp_info(resolution: Resolution, mcp_url: str) -> dict[str, Any]:
     """The body of `GET /services/{name}/mcp`: what a standalone process serves at `mcp_url`.
     Endpoints named like the process's own routes are not served there, so they get no tools."""
-    endpoints = [e for e in resolution.endpoints if e.name not in RESERVED_ROUTES]
+    endpoints = standalone_endpoints(resolution)
     return {
         "service": resolution.service.name,
         "mcp_url": mcp_url,
@@ -126,7 +126,7 @@ def mcp_info(resolution: Resolution, mcp_url: str) -> dict[str, Any]:
             {"name": clash.name, "workflows": list(clash.workflows)}
             for clash in tool_clashes(endpoints)
         ],
-        "reserved": sorted(e.name for e in resolution.endpoints if e.name in RESERVED_ROUTES),
+        "reserved": list(reserved_names(resolution)),
     }
 
 

@@ -39,6 +39,10 @@ class Principal:
     via: str = "anonymous"  # "anonymous" | "open" | "api_key" | "jwt"
 
 
+# The caller when auth is off, and the one an embedding application may act as.
+EVERYONE = Principal(subject="anonymous", permissions=frozenset({ANY}), via="open")
+
+
 def run_permission(ref: WorkflowRef) -> str:
     return f"workflow:{ref.namespace}:{ref.name}:run"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from core.collisions import collision_error, split_by_name
-from core.errors import EndpointNotFound
+from core.errors import EndpointNotFound, ServiceNotFound
 from core.model import (
     CatalogSnapshot,
     Collision,
@@ -57,9 +57,20 @@ def resolve(service: ServiceDefinition, snapshot: CatalogSnapshot) -> Resolution
 def reserved_names(
     resolution: Resolution, reserved: Iterable[str] = STANDALONE_ROUTES
 ) -> tuple[str, ...]:
-    """Endpoint names that the standalone process's own routes shadow, sorted."""
+    """Endpoint (or colliding) names that the standalone process's own routes shadow, sorted."""
     taken = frozenset(reserved)
-    return tuple(endpoint.name for endpoint in resolution.endpoints if endpoint.name in taken)
+    names = {item.name for item in (*resolution.endpoints, *resolution.collisions)}
+    return tuple(sorted(taken.intersection(names)))
+
+
+def standalone_endpoints(resolution: Resolution) -> tuple[Endpoint, ...]:
+    """The endpoints a standalone process serves: those its own routes do not shadow."""
+    taken = frozenset(STANDALONE_ROUTES)
+    return tuple(endpoint for endpoint in resolution.endpoints if endpoint.name not in taken)
+
+
+def missing_service(name: str) -> ServiceNotFound:
+    return ServiceNotFound(f"service {name!r} not found", service=name)
 
 
 def find_endpoint(resolution: Resolution, name: str) -> Endpoint:
@@ -74,3 +85,18 @@ def find_endpoint(resolution: Resolution, name: str) -> Endpoint:
         service=resolution.service.name,
         endpoint=name,
     )
+
+
+def find_standalone_endpoint(resolution: Resolution, name: str) -> Endpoint:
+    """`find_endpoint` as the standalone process answers it: a name its own routes shadow is
+    not found there (it stays reachable on the main server)."""
+    if name in STANDALONE_ROUTES and resolution.lookup(name) is not None:
+        service = resolution.service.name
+        raise EndpointNotFound(
+            f"endpoint {name!r} clashes with a route of the standalone process; "
+            f"call it on the main server at /services/{service}/{name}",
+            service=service,
+            endpoint=name,
+            reserved=True,
+        )
+    return find_endpoint(resolution, name)

@@ -25,7 +25,7 @@ from core.model import WorkflowRef, WorkflowVersion
 from engine import inputs
 from flux.task import Task
 from flux.workflow import Workflow
-from ports.catalog import NewWorkflow
+from ports.catalog import Catalog, NewWorkflow
 
 _module_ids = itertools.count(1)
 
@@ -162,9 +162,11 @@ def _describe(item: Workflow, module: types.ModuleType, source: str) -> LoadedWo
 
 class WorkflowLoader:
     """Loaded workflows cached by (ref, version, source hash); user code loads in a thread, once
-    per key however many callers ask at the same time."""
+    per key however many callers ask at the same time. With a catalog it also loads a stored
+    version by (ref, version), for runs where only the execution is known (resume, recovery)."""
 
-    def __init__(self, max_entries: int = 256) -> None:
+    def __init__(self, catalog: Catalog | None = None, max_entries: int = 256) -> None:
+        self._catalog = catalog
         self._max = max_entries
         self._cache: OrderedDict[tuple[WorkflowRef, int, str], LoadedWorkflow] = OrderedDict()
         self._loading: dict[tuple[WorkflowRef, int, str], asyncio.Future[LoadedWorkflow]] = {}
@@ -175,6 +177,13 @@ class WorkflowLoader:
         if found is not None:
             self._cache.move_to_end(key)
         return found
+
+    async def stored(self, ref: WorkflowRef, version: int) -> LoadedWorkflow | None:
+        """The loaded workflow of a stored version; None when that version is gone."""
+        if self._catalog is None:
+            raise RuntimeError("this loader has no catalog to load stored versions from")
+        found = await self._catalog.get(ref, version)
+        return None if found is None else await self.load(found)
 
     async def load(self, version: WorkflowVersion) -> LoadedWorkflow:
         found = self.cached(version)

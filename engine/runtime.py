@@ -4,8 +4,8 @@ Every state change and task result is written through the ExecutionLog before an
 told about it; a run that stops (pause, crash, restart) continues by replaying the workflow
 from the start against its log (engine/replay.py). The store, the waiters and the watchers live
 on the caller's loop, which this module calls the main loop. Async workflow code runs there
-too; sync workflows and ones caught blocking run on worker threads (engine/loop_guard.py,
-engine/workers.py). See docs/engine.md for the choices.
+too; sync workflows and ones caught blocking run on loop threads (engine/loop_guard.py,
+engine/loop_threads.py). See docs/engine.md for the choices.
 """
 
 from __future__ import annotations
@@ -30,20 +30,18 @@ from core.model import (
     ExecutionError,
     ExecutionEvent,
     ExecutionState,
-    WorkflowRef,
     WorkflowVersion,
 )
 from engine import inputs
 from engine.loop_guard import DEFAULT_LIMIT, LoopGuard
+from engine.loop_threads import LoopThread, LoopThreadPool
 from engine.registration import LoadedWorkflow, WorkflowLoader
 from engine.replay import Outcome, Replayer, error_of
-from engine.workers import Worker, WorkerPool
 from flux.context import ExecutionContext
 from ports.executions import ExecutionLog
 
 log = logging.getLogger("flux.engine")
 
-LoadFn = Callable[[WorkflowRef, int], Awaitable[LoadedWorkflow | None]]
 Item = ExecutionEvent | Execution
 
 _RECENT_HISTORIES = 512
@@ -79,9 +77,9 @@ class _Live:
         self.queues: list[asyncio.Queue[Item]] = []
         self.cancel_requested = False
         # What to cancel while the workflow code runs: the driving task for a run on the main
-        # loop, the future of the run on its worker otherwise.
+        # loop, the future of the run on its loop thread otherwise.
         self.run: asyncio.Future[None] | concurrent.futures.Future[Outcome] | None = None
-        self.worker: Worker | None = None  # None: the run shares the main loop
+        self.thread: LoopThread | None = None  # None: the run shares the main loop
         self._seq = itertools.count(next_seq)
 
     # engine.replay.Channel
@@ -97,10 +95,10 @@ class _Live:
 
     def write(self, saved: list[ExecutionEvent], shown: list[ExecutionEvent]) -> Awaitable[None]:
         written = self.runtime._write(self, saved, shown)
-        return written if self.worker is None else self.runtime._from_worker(written)
+        return written if self.thread is None else self.runtime._from_thread(written)
 
     def publish(self, shown: list[ExecutionEvent]) -> None:
-        if self.worker is None:
+        if self.thread is None:
             self.show(shown)
         else:
             self.runtime._loop.call_soon_threadsafe(self.show, shown)
@@ -121,22 +119,20 @@ class _Live:
 class Runtime:
     """Starts, runs, resumes, cancels and recovers executions.
 
-    `load(ref, version)` returns the loaded workflow of a stored version, or None when that
-    version is gone; it is used where only the execution is known (resume, recovery).
-    `loader` turns the WorkflowVersion given to start/run into a loaded workflow (shared with
-    `load` when the caller wires both to one WorkflowLoader). Every coroutine method must be
+    `loader` turns the WorkflowVersion given to start/run into a loaded workflow, and loads the
+    stored version of an execution where only the execution is known (resume, recovery). Every
+    coroutine method must be
     awaited on one event loop, the main loop. Async workflows run on the main loop unless
     `share_loop` is False or they were caught blocking it (`blocking_limit`); the rest run on
-    `workers` threads.
+    `loop_threads` threads.
     """
 
     def __init__(
         self,
         executions: ExecutionLog,
         *,
-        load: LoadFn,
-        loader: WorkflowLoader | None = None,
-        workers: int = 4,
+        loader: WorkflowLoader,
+        loop_threads: int = 4,
         task_threads: int = TASK_THREADS,
         blocking_limit: float = DEFAULT_LIMIT,
         share_loop: bool = True,
@@ -144,9 +140,8 @@ class Runtime:
         new_id: Callable[[], str] = new_execution_id,
     ) -> None:
         self._store = executions
-        self._load = load
-        self._loader = loader or WorkflowLoader()
-        self._pool = WorkerPool(workers)
+        self._loader = loader
+        self._pool = LoopThreadPool(loop_threads)
         # Sync tasks of every run, wherever the run is: they may block (that is what they are
         # for), so they get a pool of their own rather than the loop's small default one.
         self._task_threads = concurrent.futures.ThreadPoolExecutor(
@@ -336,7 +331,7 @@ class Runtime:
         return recovered
 
     async def close(self) -> None:
-        """Stop the workers. Executions still running stay RUNNING in the store, for recover()
+        """Stop the loop threads. Executions still running stay RUNNING in the store, for recover()
         on the next start; their waiters are cancelled."""
         self._closed = True
         tasks = list(self._tasks)
@@ -389,7 +384,7 @@ class Runtime:
         """The workflow and converted input of a stored execution, or why it cannot run."""
         ref, version = execution.ref, execution.version
         try:
-            loaded = await self._load(ref, version)
+            loaded = await self._loader.stored(ref, version)
         except InvalidWorkflowSource as exc:
             return None, None, ExecutionError("InvalidWorkflowSource", exc.message)
         if loaded is None:
@@ -465,7 +460,7 @@ class Runtime:
             if self._share_loop and self._guard.may_share_the_loop(loaded):
                 outcome = await self._run_here(live, loaded, replayer)
             else:
-                outcome = await self._run_on_a_worker(live, replayer)
+                outcome = await self._run_on_a_thread(live, replayer)
         except asyncio.CancelledError:
             if self._closed or not live.cancel_requested:
                 raise  # the runtime is closing: the store keeps it RUNNING for recover()
@@ -490,15 +485,15 @@ class Runtime:
         finally:
             live.run = None  # from here on a cancel waits for the final state to be saved
 
-    async def _run_on_a_worker(self, live: _Live, replayer: Replayer) -> Outcome:
-        worker = live.worker = self._pool.pick()
-        worker.active += 1
+    async def _run_on_a_thread(self, live: _Live, replayer: Replayer) -> Outcome:
+        thread = live.thread = self._pool.pick()
+        thread.active += 1
         try:
-            live.run = worker.submit(replayer.run())
+            live.run = thread.submit(replayer.run())
             return await asyncio.wrap_future(live.run)
         finally:
             live.run = None
-            worker.active -= 1
+            thread.active -= 1
 
     async def _finish(self, live: _Live, outcome: Outcome) -> None:
         now = self._clock()
@@ -562,10 +557,10 @@ class Runtime:
         if shown:
             live.show(shown)
 
-    # -- internals: called from worker threads ---------------------------------------------
+    # -- internals: called from loop threads ---------------------------------------------
 
-    async def _from_worker(self, coro: Any) -> Any:
-        """Run `coro` on the main loop and await it from a worker loop."""
+    async def _from_thread(self, coro: Any) -> Any:
+        """Run `coro` on the main loop and await it from a loop thread."""
         assert self._loop is not None
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from engine.claims import LeasedExecutions
 from engine.registration import WorkflowLoader
-from engine.runtime import LoadFn, Runtime
+from engine.runtime import Runtime
 from ports.executions import ExecutionLog, ExecutionSignals, Leases, Listener
 
 log = logging.getLogger("flux.worker")
@@ -51,8 +51,7 @@ class ExecutionWorker:
         leases: Leases,
         signals: ExecutionSignals,
         *,
-        load: LoadFn,
-        loader: WorkflowLoader | None = None,
+        loader: WorkflowLoader,
         owner: str | None = None,
         concurrency: int = 8,
         threads: int = 4,
@@ -77,7 +76,7 @@ class ExecutionWorker:
         # Workflow code stays off this loop: a blocking step would stall the lease heartbeats,
         # and another worker would take over an execution that is still running here.
         self._runtime = Runtime(
-            self._view, load=load, loader=loader, workers=threads, share_loop=False, clock=clock
+            self._view, loader=loader, loop_threads=threads, share_loop=False, clock=clock
         )
         self._held: dict[str, asyncio.Task[None]] = {}
         self._chores: set[asyncio.Task[None]] = set()

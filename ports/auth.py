@@ -1,10 +1,12 @@
-"""Ports of authentication. Every ApiKeyStore adapter passes tests/auth/test_api_key_store.py."""
+"""Ports of authentication. Every ApiKeyStore adapter passes the contract suite in tests/contract."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 from attrs import field, frozen
+
+from core.permissions import Principal
 
 
 @frozen
@@ -34,3 +36,9 @@ class ApiKeyStore(Protocol):
         """Mark a key revoked; False when there is no such key. Revoking twice is fine."""
 
     async def delete(self, key_id: str) -> bool: ...
+
+
+class Authenticate(Protocol):
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller an `Authorization` header names (everyone when auth is off); raises
+        `core.errors.Unauthenticated` for missing or bad credentials."""

@@ -16,18 +16,19 @@ from core.endpoint_cache import (
     Answer,
     CachePolicy,
     CacheState,
-    Reserved,
-    ServiceEndpoints,
+    Known,
     age,
+    endpoint_in,
     is_fresh,
+    knows,
     plan_lookup,
     with_data,
     with_negative,
 )
-from core.model import Collision, Endpoint
+from core.model import Endpoint
 
-Fetch = Callable[[str | None], Awaitable[ServiceEndpoints]]
-"""Fetch the service's endpoints from the main server, with the caller's Authorization (or
+Fetch = Callable[[str | None], Awaitable[Known]]
+"""Fetch the service's resolution from the main server, with the caller's Authorization (or
 None). Raises a `core.errors.FluxError` when the server cannot answer."""
 
 # Credential errors belong to whoever sent the credentials; another waiter retries with its own.
@@ -43,7 +44,7 @@ class EndpointCache:
         negative_ttl: float | None = None,
         min_refresh_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
-        on_refresh: Callable[[ServiceEndpoints | None, ServiceEndpoints], None] | None = None,
+        on_refresh: Callable[[Known | None, Known], None] | None = None,
     ) -> None:
         self._fetch = fetch
         self.policy = CachePolicy(
@@ -52,36 +53,36 @@ class EndpointCache:
         self._clock = clock
         self._on_refresh = on_refresh
         self._state = CacheState()
-        self._flight: tuple[asyncio.Task[ServiceEndpoints], str | None] | None = None
+        self._flight: tuple[asyncio.Task[Known], str | None] | None = None
         self.fetches = 0  # upstream fetches started, for /health and tests
 
     @property
-    def data(self) -> ServiceEndpoints | None:
+    def data(self) -> Known | None:
         return self._state.data
 
     def age(self) -> float | None:
         return age(self._state, self._clock())
 
-    async def lookup(
-        self, name: str, authorization: str | None = None
-    ) -> Endpoint | Collision | Reserved | None:
+    async def lookup(self, name: str, authorization: str | None = None) -> Endpoint:
+        """The endpoint `name`; raises the typed error the main server gives for it (unknown
+        service or endpoint, collision) or for not being reachable."""
         plan = plan_lookup(self._state, self.policy, name, self._clock())
         if isinstance(plan, Answer):
-            return plan.item
+            assert self._state.data is not None
+            return endpoint_in(self._state.data, name)
         data = await self.refresh(authorization)
-        item = data.find(name)
-        if item is None:
+        if not knows(data, name):
             self._state = with_negative(self._state, self.policy, name, self._clock())
-        return item
+        return endpoint_in(data, name)
 
-    async def current(self, authorization: str | None = None) -> ServiceEndpoints:
+    async def current(self, authorization: str | None = None) -> Known:
         """The cached data, refreshed first when older than the TTL."""
         if is_fresh(self._state, self.policy, self._clock()):
             assert self._state.data is not None
             return self._state.data
         return await self.refresh(authorization)
 
-    async def refresh(self, authorization: str | None = None) -> ServiceEndpoints:
+    async def refresh(self, authorization: str | None = None) -> Known:
         """Ask the main server now, joining a request already under way if there is one."""
         if self._flight is None or self._flight[0].done():
             self._start(authorization)
@@ -95,7 +96,7 @@ class EndpointCache:
                 raise
         return await asyncio.shield(self._start(authorization))
 
-    def _start(self, authorization: str | None) -> asyncio.Task[ServiceEndpoints]:
+    def _start(self, authorization: str | None) -> asyncio.Task[Known]:
         flight = asyncio.get_running_loop().create_task(self._run_fetch(authorization))
         # a failed flight that nobody awaits any more must not log "exception never retrieved"
         flight.add_done_callback(_consume)
@@ -103,7 +104,7 @@ class EndpointCache:
         self.fetches += 1
         return flight
 
-    async def _run_fetch(self, authorization: str | None) -> ServiceEndpoints:
+    async def _run_fetch(self, authorization: str | None) -> Known:
         data = await self._fetch(authorization)
         previous = self._state.data
         self._state = with_data(self._state, data, self._clock())
@@ -112,6 +113,6 @@ class EndpointCache:
         return data
 
 
-def _consume(task: asyncio.Task[ServiceEndpoints]) -> None:
+def _consume(task: asyncio.Task[Known]) -> None:
     if not task.cancelled():
         task.exception()

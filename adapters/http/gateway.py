@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -21,8 +22,10 @@ from yarl import URL
 from adapters.http.endpoint_cache import EndpointCache
 from adapters.http.errors import status_for
 from core import errors
-from core.endpoint_cache import Reserved, ServiceEndpoints, service_endpoints_from_json
-from core.model import Collision, Endpoint
+from core.convert import resolution_from_json
+from core.endpoint_cache import Known, ServiceMissing, served_endpoints
+from core.model import Endpoint
+from core.responses import error_body
 from ports.gateway import Action
 
 HOP_BY_HOP = frozenset(
@@ -64,53 +67,27 @@ def rewrite_urls(body: Any, workflow: str) -> Any:
     return changed
 
 
-def error_body(error: errors.FluxError) -> dict[str, Any]:
-    return {"error": error.code, "message": error.message, **error.details}
-
-
-def _endpoint_error(name: str, item: Collision | Reserved | None, service: ServiceEndpoints):
-    if not service.exists:
-        return errors.ServiceNotFound(f"service {service.service!r} does not exist")
-    if isinstance(item, Collision):
-        return errors.NameCollision(
-            f"{name!r} is ambiguous in service {service.service!r}: "
-            f"{', '.join(str(r) for r in item.refs)}",
-            name=name,
-            namespaces=list(item.namespaces),
-            refs=[str(r) for r in item.refs],
-        )
-    if isinstance(item, Reserved):
-        return errors.EndpointNotFound(
-            f"{name!r} clashes with a route of the standalone process; "
-            f"call it on the main server at /services/{service.service}/{name}",
-            name=name,
-            reserved=True,
-        )
-    return errors.EndpointNotFound(
-        f"service {service.service!r} has no endpoint {name!r}", name=name
-    )
-
-
 class HttpServiceGateway:
     def __init__(
         self,
         service_name: str,
         server_url: str,
         session: aiohttp.ClientSession | None,
-        cache: EndpointCache | None = None,
         upstream_timeout: float = 30.0,
         *,
         api_key: str | None = None,
         cache_ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_refresh: Callable[[Known | None, Known], None] | None = None,
     ) -> None:
         """`session` may be None until the owning application starts; the process shares one
-        pooled session. Without `cache`, one is built over this gateway's own fetch."""
+        pooled session. The endpoint cache is built over this gateway's own fetch."""
         self.service_name = service_name
         self.server_url = server_url.rstrip("/")
         self.session = session
         self.upstream_timeout = upstream_timeout
         self.api_key = api_key
-        self.cache = cache if cache is not None else EndpointCache(self.fetch, ttl=cache_ttl)
+        self.cache = EndpointCache(self.fetch, ttl=cache_ttl, clock=clock, on_refresh=on_refresh)
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -121,7 +98,7 @@ class HttpServiceGateway:
         key = self.api_key
         return key if " " in key else f"Bearer {key}"
 
-    async def fetch(self, authorization: str | None = None) -> ServiceEndpoints:
+    async def fetch(self, authorization: str | None = None) -> Known:
         """`GET /services/{name}` on the main server, with the caller's credentials first and
         the process's own when the caller brought none or too few."""
         first = authorization or self.own_authorization
@@ -133,7 +110,7 @@ class HttpServiceGateway:
                 raise
             return await self._fetch_once(fallback)
 
-    async def _fetch_once(self, authorization: str | None) -> ServiceEndpoints:
+    async def _fetch_once(self, authorization: str | None) -> Known:
         url = f"{self.server_url}/services/{quote(self.service_name, safe='')}"
         headers = {"Accept": "application/json"}
         if authorization:
@@ -149,13 +126,13 @@ class HttpServiceGateway:
             raise _unavailable(exc, self.server_url) from exc
         if status == 200 and isinstance(payload, dict):
             try:
-                return service_endpoints_from_json(self.service_name, payload)
+                return resolution_from_json(payload)
             except (KeyError, TypeError, ValueError, errors.FluxError) as exc:
                 raise errors.UpstreamUnavailable(
                     f"the Flux server sent an unreadable service description: {exc}"
                 ) from exc
         if status == 404:
-            return ServiceEndpoints(service=self.service_name, exists=False)
+            return ServiceMissing(self.service_name)
         message = _message(payload, f"the Flux server answered {status}")
         if status == 401:
             raise errors.Unauthenticated(message)
@@ -167,15 +144,11 @@ class HttpServiceGateway:
         )
 
     async def endpoints(self, authorization: str | None = None) -> tuple[Endpoint, ...]:
-        return (await self.cache.current(authorization)).callable_endpoints
+        return served_endpoints(await self.cache.current(authorization))
 
     async def resolve(self, name: str, authorization: str | None = None) -> Endpoint:
         """The endpoint behind `name`; raises the typed error its absence or collision means."""
-        item = await self.cache.lookup(name, authorization)
-        if isinstance(item, Endpoint):
-            return item
-        data = self.cache.data or ServiceEndpoints(service=self.service_name)
-        raise _endpoint_error(name, item, data)
+        return await self.cache.lookup(name, authorization)
 
     async def server_reachable(self, timeout: float = 2.0) -> bool:
         try:

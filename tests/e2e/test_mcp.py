@@ -22,9 +22,8 @@ from aiohttp.test_utils import TestServer
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from adapters.bootstrap import build_standalone_app
 from adapters.config import Settings, StandaloneOptions
-from adapters.http.standalone import build_standalone_app
-from adapters.mcp.standalone import mount_mcp
 from tests.e2e import processes
 
 SERVICE = "billing"
@@ -173,9 +172,7 @@ async def standalone_mcp(fake_main) -> AsyncIterator[str]:
         upstream_timeout=10.0,
         mcp=True,
     )
-    app = build_standalone_app(
-        options, api_key="", extra_setup=lambda app, gateway: mount_mcp(app, gateway, options)
-    )
+    app = build_standalone_app(options, mcp=True)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:

@@ -18,8 +18,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.bootstrap import build_standalone_app
 from adapters.config import Settings, StandaloneOptions
-from adapters.http.standalone import GATEWAY, build_standalone_app
+from adapters.http.standalone import GATEWAY
 from tests.e2e import processes
 
 SERVICE = "billing"
@@ -244,7 +245,7 @@ async def make_client(upstream, clock):
     clients: list[TestClient] = []
 
     async def make(**overrides: Any) -> TestClient:
-        app = build_standalone_app(_options(upstream.url, **overrides), clock=clock, api_key="")
+        app = build_standalone_app(_options(upstream.url, **overrides), clock=clock)
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
@@ -514,7 +515,7 @@ async def test_the_gateway_call_gives_detailed_bodies_with_local_urls(client, up
 
 async def test_the_process_uses_an_injected_session_and_leaves_it_open(upstream):
     async with aiohttp.ClientSession() as session:
-        app = build_standalone_app(_options(upstream.url), session=session, api_key="")
+        app = build_standalone_app(_options(upstream.url), session=session)
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             assert (await client.post("/invoice", json={"amount": 1})).status == 200
         assert not session.closed

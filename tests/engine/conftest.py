@@ -9,7 +9,7 @@ import pytest
 
 from adapters.storage.memory import MemoryStorage
 from adapters.storage.sqlite import SqliteStorage
-from core.model import Execution, ExecutionState, WorkflowRef, WorkflowVersion
+from core.model import Execution, ExecutionState, WorkflowVersion
 from engine.registration import WorkflowLoader, load_workflows
 from engine.runtime import Runtime
 from tests.engine import effects
@@ -22,13 +22,9 @@ class Engine:
 
     def __init__(self, storage: Any, **options: Any) -> None:
         self.storage = storage
-        self.loader = WorkflowLoader()
-        self.runtime = Runtime(storage.executions, load=self.load, loader=self.loader, **options)
+        self.loader = WorkflowLoader(storage.catalog)
+        self.runtime = Runtime(storage.executions, loader=self.loader, **options)
         self.closed = False
-
-    async def load(self, ref: WorkflowRef, version: int):
-        found = await self.storage.catalog.get(ref, version)
-        return None if found is None else await self.loader.load(found)
 
     async def register(self, source: str, filename: str = "wf.py") -> dict[str, WorkflowVersion]:
         source = textwrap.dedent(source)

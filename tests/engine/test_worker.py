@@ -83,7 +83,7 @@ class Cluster:
         options = {"concurrency": 4, "threads": 1, "lease": 5.0, "poll": 0.01, **options}
         signals = self.signals if signals is None else signals
         worker = ExecutionWorker(
-            self.store, self.store, signals, load=self.engine.load, grace=0.0, **options
+            self.store, self.store, signals, loader=self.engine.loader, grace=0.0, **options
         )
         self.workers.append(worker)
         self.tasks.append(asyncio.get_running_loop().create_task(worker.run()))

@@ -8,8 +8,24 @@ import pytest
 
 from adapters.http.endpoint_cache import EndpointCache
 from core import errors
-from core.endpoint_cache import Reserved, ServiceEndpoints, service_endpoints_from_json
-from core.model import Collision, Endpoint, WorkflowInfo, WorkflowRef
+from core.convert import resolution_from_json, service_json
+from core.endpoint_cache import Known, ServiceMissing, clashing_names, served_endpoints
+from core.model import Collision, Endpoint, Resolution, ServiceDefinition, WorkflowInfo, WorkflowRef
+
+SERVICE = ServiceDefinition(name="billing", namespaces=("billing",))
+
+
+def resolution(*endpoints: Endpoint, collisions: tuple[Collision, ...] = ()) -> Resolution:
+    return Resolution(SERVICE, 1, tuple(sorted(endpoints, key=lambda e: e.name)), collisions)
+
+
+async def absent(cache: EndpointCache, name: str) -> bool:
+    """Whether the lookup answers the main server's 404 for `name`."""
+    try:
+        await cache.lookup(name)
+    except errors.EndpointNotFound:
+        return True
+    return False
 
 
 class Clock:
@@ -33,23 +49,17 @@ class FakeServer:
     def __init__(self, *names: str) -> None:
         self.names = list(names)
         self.collisions: list[Collision] = []
-        self.reserved: list[str] = []
         self.calls: list[str | None] = []
         self.failure: errors.FluxError | None = None
         self.gate: asyncio.Event | None = None
 
-    async def __call__(self, authorization: str | None) -> ServiceEndpoints:
+    async def __call__(self, authorization: str | None) -> Known:
         self.calls.append(authorization)
         if self.gate is not None:
             await self.gate.wait()
         if self.failure is not None:
             raise self.failure
-        return ServiceEndpoints(
-            service="billing",
-            endpoints=tuple(endpoint(n) for n in sorted(self.names)),
-            collisions=tuple(self.collisions),
-            reserved=tuple(self.reserved),
-        )
+        return resolution(*(endpoint(n) for n in self.names), collisions=tuple(self.collisions))
 
 
 @pytest.fixture
@@ -74,12 +84,12 @@ async def test_first_lookup_fetches_and_later_ones_use_memory(clock):
 async def test_entries_expire_after_the_ttl(clock):
     server = FakeServer("invoice", "internal")
     cache = make(server, clock, ttl=60)
-    assert await cache.lookup("internal") is not None
+    assert await cache.lookup("internal") == endpoint("internal")
     server.names.remove("internal")  # excluded from the service
     clock.advance(30)
     assert await cache.lookup("internal") == endpoint("internal")  # still within the TTL
     clock.advance(30)
-    assert await cache.lookup("internal") is None
+    assert await absent(cache, "internal")
     assert len(server.calls) == 2
 
 
@@ -98,12 +108,12 @@ async def test_unknown_names_are_cached_negatively_for_a_short_time(clock):
     cache = make(server, clock, ttl=60, negative_ttl=2)
     await cache.lookup("invoice")
     clock.advance(1)
-    assert await cache.lookup("nope") is None
+    assert await absent(cache, "nope")
     assert len(server.calls) == 2
     for _ in range(100):
-        assert await cache.lookup("nope") is None
+        assert await absent(cache, "nope")
     clock.advance(1.5)
-    assert await cache.lookup("nope") is None
+    assert await absent(cache, "nope")
     assert len(server.calls) == 2
     clock.advance(1)  # the negative entry has run out: ask again
     server.names.append("nope")
@@ -121,7 +131,7 @@ async def test_distinct_unknown_names_right_after_a_refresh_do_not_refetch(clock
     cache = make(server, clock, ttl=60, min_refresh_interval=0.5)
     await cache.lookup("invoice")
     for index in range(50):
-        assert await cache.lookup(f"bad{index}") is None
+        assert await absent(cache, f"bad{index}")
     assert len(server.calls) == 1
 
 
@@ -143,10 +153,10 @@ async def test_fifty_concurrent_misses_of_an_unknown_name_share_one_forced_fetch
     await cache.lookup("invoice")
     clock.advance(5)
     server.gate = asyncio.Event()
-    lookups = [asyncio.create_task(cache.lookup("ghost")) for _ in range(50)]
+    lookups = [asyncio.create_task(absent(cache, "ghost")) for _ in range(50)]
     await asyncio.sleep(0)
     server.gate.set()
-    assert await asyncio.wait_for(asyncio.gather(*lookups), 5) == [None] * 50
+    assert await asyncio.wait_for(asyncio.gather(*lookups), 5) == [True] * 50
     assert len(server.calls) == 2
 
 
@@ -204,12 +214,12 @@ async def test_a_credential_error_of_one_caller_is_not_shared_with_another(clock
     calls: list[str | None] = []
     gate = asyncio.Event()
 
-    async def fetch(authorization: str | None) -> ServiceEndpoints:
+    async def fetch(authorization: str | None) -> Known:
         calls.append(authorization)
         await gate.wait()
         if authorization != "Bearer good":
             raise errors.Unauthenticated("bad token")
-        return ServiceEndpoints("billing", endpoints=(endpoint("invoice"),))
+        return resolution(endpoint("invoice"))
 
     cache = EndpointCache(fetch, clock=clock, ttl=60)
     bad = asyncio.create_task(cache.lookup("invoice", "Bearer bad"))
@@ -222,7 +232,7 @@ async def test_a_credential_error_of_one_caller_is_not_shared_with_another(clock
     assert calls == ["Bearer bad", "Bearer good"]
 
 
-async def test_collisions_and_reserved_names_are_told_apart(clock):
+async def test_collisions_and_reserved_names_get_the_main_servers_errors(clock):
     server = FakeServer("invoice", "health")
     server.collisions = [
         Collision(
@@ -230,12 +240,25 @@ async def test_collisions_and_reserved_names_are_told_apart(clock):
         )
     ]
     cache = make(server, clock, ttl=60)
-    collision = await cache.lookup("process")
-    assert isinstance(collision, Collision) and collision.namespaces == ("analytics", "billing")
-    assert await cache.lookup("health") == Reserved("health")
+    with pytest.raises(errors.NameCollision) as collision:
+        await cache.lookup("process")
+    assert collision.value.details["namespaces"] == ["analytics", "billing"]
+    with pytest.raises(errors.EndpointNotFound) as reserved:
+        await cache.lookup("health")
+    assert reserved.value.details["reserved"] is True
     data = await cache.current()
-    assert [e.name for e in data.callable_endpoints] == ["invoice"]
-    assert data.clashing_names == ("health",)
+    assert [e.name for e in served_endpoints(data)] == ["invoice"]
+    assert clashing_names(data) == ("health",)
+
+
+async def test_a_missing_service_answers_service_not_found_for_every_name(clock):
+    async def fetch(authorization: str | None) -> Known:
+        return ServiceMissing("billing")
+
+    cache = EndpointCache(fetch, clock=clock, ttl=60)
+    for name in ("invoice", "health", "x"):
+        with pytest.raises(errors.ServiceNotFound):
+            await cache.lookup(name)
 
 
 async def test_a_refresh_reports_old_and_new_data(clock):
@@ -248,33 +271,16 @@ async def test_a_refresh_reports_old_and_new_data(clock):
     assert seen[0][0] is None and seen[1][0] is seen[0][1]
 
 
-def test_the_main_servers_service_body_is_read_into_core_values():
-    body = {
-        "name": "billing",
-        "mcp_enabled": True,
-        "endpoints": [
-            {
-                "name": "invoice",
-                "ref": "billing/invoice",
-                "namespace": "billing",
-                "version": 3,
-                "input_schema": {"type": "object"},
-                "description": "Bill a customer.",
-            }
-        ],
-        "collisions": [
-            {"name": "process", "refs": ["analytics/process", "billing/process"]},
-        ],
-        "reserved": ["mcp"],
-    }
-    data = service_endpoints_from_json("billing", body)
-    assert data.endpoints == (
-        Endpoint(
-            "invoice",
-            WorkflowInfo(
-                WorkflowRef("billing", "invoice"), 3, {"type": "object"}, "Bill a customer."
-            ),
-        ),
+def test_the_main_servers_service_body_reads_back_into_the_same_resolution():
+    info = WorkflowInfo(WorkflowRef("billing", "invoice"), 3, {"type": "object"}, "Bill.")
+    collision = Collision(
+        "process", (WorkflowRef("analytics", "process"), WorkflowRef("billing", "process"))
     )
-    assert data.collisions[0].namespaces == ("analytics", "billing")
-    assert data.reserved == ("mcp",) and data.mcp_enabled is True
+    original = Resolution(
+        ServiceDefinition(name="billing", namespaces=("analytics", "billing"), mcp_enabled=True),
+        7,
+        (Endpoint("invoice", info),),
+        (collision,),
+        (WorkflowRef("billing", "gone"),),
+    )
+    assert resolution_from_json(service_json(original.service, original)) == original

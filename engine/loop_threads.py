@@ -1,4 +1,4 @@
-"""Worker threads, each running its own event loop, for workflow code that may block.
+"""Loop threads: threads each running an event loop of its own, for workflow code that may block.
 
 `def` workflows, async ones caught blocking the server's loop (engine/loop_guard.py) and every
 run of a `flux start worker` process run here. Blocking code (time.sleep, CPU loops, sync
@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class Worker:
+class LoopThread:
     def __init__(self, index: int) -> None:
         self.index = index
         self.active = 0  # executions assigned; read and written on the main loop only
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._main, name=f"flux-worker-{index}", daemon=True)
+        self.thread = threading.Thread(target=self._main, name=f"flux-loop-{index}", daemon=True)
         self.thread.start()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -51,27 +51,27 @@ class Worker:
             self.loop.close()
 
 
-class WorkerPool:
-    """`size` workers, started on the first `pick`: most workflows never need one."""
+class LoopThreadPool:
+    """`size` loop threads, started on the first `pick`: most workflows never need one."""
 
     def __init__(self, size: int) -> None:
         if size < 1:
-            raise ValueError("workers must be >= 1")
+            raise ValueError("a pool needs at least one loop thread")
         self.size = size
-        self.workers: list[Worker] = []
+        self.threads: list[LoopThread] = []
 
-    def pick(self) -> Worker:
-        if not self.workers:
-            self.workers = [Worker(i) for i in range(self.size)]
-        return min(self.workers, key=lambda worker: worker.active)
+    def pick(self) -> LoopThread:
+        if not self.threads:
+            self.threads = [LoopThread(i) for i in range(self.size)]
+        return min(self.threads, key=lambda worker: worker.active)
 
     async def close(self, timeout: float = 5.0) -> None:
-        for worker in self.workers:
+        for worker in self.threads:
             worker.stop()
 
         def join() -> None:
             deadline = time.monotonic() + timeout
-            for worker in self.workers:
+            for worker in self.threads:
                 # A worker stuck in blocking user code is a daemon thread: left behind, not awaited.
                 worker.thread.join(max(0.0, deadline - time.monotonic()))
 

@@ -1,0 +1,138 @@
+"""The HTTP face of workflow calls: `/services/{service}/{workflow}...` and
+`/workflows/{namespace}/{name}/...` translated to and from the use cases of engine/calls.py.
+
+A handler reads the path, query and body, hands them to the use case with the caller's
+principal, and writes what `core.responses` shapes. It decides nothing itself.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+
+from adapters.http import requests as parse
+from adapters.http.errors import json_response
+from core.errors import FluxError, NotFound
+from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef
+from core.permissions import Principal
+from core.responses import detailed_body, event_payload, shape_execution, sse_message
+from engine.calls import ServiceCalls, Target
+from ports.auth import Authenticate
+
+
+class CallRoutes:
+    def __init__(self, calls: ServiceCalls, auth: Authenticate, max_body_bytes: int) -> None:
+        self.calls = calls
+        self.auth = auth
+        self.max_body_bytes = max_body_bytes
+
+    def install(self, web_app: web.Application) -> None:
+        r = web_app.router
+        for base in ("/workflows/{namespace}/{name}/run", "/services/{service}/{workflow}"):
+            r.add_post(base, self.run)
+            r.add_post(base + "/{mode}", self.run)
+        for base in ("/workflows/{namespace}/{name}", "/services/{service}/{workflow}"):
+            r.add_post(base + "/resume/{execution_id}", self.resume)
+            r.add_post(base + "/resume/{execution_id}/{mode}", self.resume)
+            r.add_get(base + "/status/{execution_id}", self.status)
+
+    async def run(self, request: web.Request) -> web.StreamResponse:
+        principal = await self._principal(request)
+        target, prefix = target_of(request)
+        mode = parse.mode_of(request)
+        version = parse.version_of(request)
+        detailed = parse.flag(request, "detailed") if mode == "sync" else True
+        body = await parse.read_json(request, self.max_body_bytes)
+        execution = await self.calls.call(
+            principal, target, body, version=version, wait=mode == "sync"
+        )
+        return await self._answer(
+            request, principal, target, prefix, mode, "run", execution, detailed
+        )
+
+    async def resume(self, request: web.Request) -> web.StreamResponse:
+        principal = await self._principal(request)
+        target, prefix = target_of(request)
+        mode = parse.mode_of(request)
+        detailed = parse.flag(request, "detailed") if mode == "sync" else True
+        body = await parse.read_json(request, self.max_body_bytes)
+        execution = await self.calls.resume(
+            principal, target, request.match_info["execution_id"], body, wait=mode == "sync"
+        )
+        return await self._answer(
+            request, principal, target, prefix, mode, "resume", execution, detailed
+        )
+
+    async def status(self, request: web.Request) -> web.Response:
+        principal = await self._principal(request)
+        target, prefix = target_of(request)
+        execution = await self.calls.status(principal, target, request.match_info["execution_id"])
+        status, body = shape_execution(execution, kind="status", detailed=True, url_prefix=prefix)
+        return json_response(body, status)
+
+    async def _principal(self, request: web.Request) -> Principal:
+        return await self.auth.authenticate(request.headers.get("Authorization"))
+
+    async def _answer(
+        self,
+        request: web.Request,
+        principal: Principal,
+        target: Target,
+        prefix: str,
+        mode: str,
+        kind: Literal["run", "resume"],
+        execution: Execution,
+        detailed: bool,
+    ) -> web.StreamResponse:
+        if mode == "stream":
+            return await self._stream(request, principal, target, prefix, execution)
+        shape = "async" if mode == "async" else kind
+        status, body = shape_execution(execution, kind=shape, detailed=detailed, url_prefix=prefix)
+        return json_response(body, status)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        principal: Principal,
+        target: Target,
+        prefix: str,
+        execution: Execution,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        items = self.calls.watch(principal, target, execution.execution_id)
+        async for item in items:
+            if isinstance(item, ExecutionEvent):
+                message = sse_message(str(item.kind), event_payload(item))
+            else:
+                message = sse_message("state", detailed_body(item, prefix))
+            try:
+                await response.write(message.encode())
+            except (ConnectionResetError, RuntimeError):
+                break  # the caller went away; the execution goes on regardless
+            if isinstance(item, Execution) and ExecutionState(item.state).ends_stream:
+                break
+        await items.aclose()
+        await response.write_eof()
+        return response
+
+
+def target_of(request: web.Request) -> tuple[Target, str]:
+    """What the route names, and the URL prefix its answers point back to."""
+    match = request.match_info
+    if "service" in match:
+        service, workflow = match["service"], match["workflow"]
+        return Target.endpoint_of(service, workflow), f"/services/{service}/{workflow}"
+    ref = ref_of(request)
+    return Target.workflow(ref), f"/workflows/{ref.namespace}/{ref.name}"
+
+
+def ref_of(request: web.Request) -> WorkflowRef:
+    """The workflow `/workflows/{namespace}/{name}` names; a malformed one is simply not there."""
+    try:
+        return WorkflowRef.parse(f"{request.match_info['namespace']}/{request.match_info['name']}")
+    except FluxError as exc:
+        raise NotFound(exc.message) from None

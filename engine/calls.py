@@ -1,0 +1,120 @@
+"""Calls to workflows: run, resume, status, watch and cancel, through a service endpoint or by
+workflow ref.
+
+These are the use cases every front end goes through (the aiohttp routes, the standalone
+process by way of the main server, an application embedding the engine): each resolves what
+the call names, checks that the caller may run that workflow, checks that an execution given
+by id belongs to it, and only then reaches the executor. Front ends translate to and from
+these calls and decide nothing themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from attrs import frozen
+
+from core import permissions
+from core.errors import ExecutionNotFound
+from core.model import Execution, ExecutionEvent, WorkflowRef, WorkflowVersion
+from core.permissions import Principal
+from core.resolve import find_endpoint
+from engine.lookup import ServiceLookup
+from ports.executor import Executor
+
+
+@frozen
+class Target:
+    """What a call names: an endpoint of a service, or a workflow by its ref."""
+
+    service: str | None = None
+    endpoint: str | None = None
+    ref: WorkflowRef | None = None
+
+    @classmethod
+    def endpoint_of(cls, service: str, endpoint: str) -> Target:
+        return cls(service=service, endpoint=endpoint)
+
+    @classmethod
+    def workflow(cls, ref: WorkflowRef) -> Target:
+        return cls(ref=ref)
+
+
+class ServiceCalls:
+    def __init__(self, lookup: ServiceLookup, executor: Executor) -> None:
+        self._lookup = lookup
+        self._executor = executor
+
+    async def call(
+        self,
+        principal: Principal,
+        target: Target,
+        body: Any,
+        *,
+        version: int | None = None,
+        wait: bool = True,
+    ) -> Execution:
+        """Run the workflow behind `target` on `body`. With `wait`, returns once the execution
+        completes, fails, is cancelled or pauses; otherwise as soon as it is stored."""
+        pinned = await self._version(target, version)
+        permissions.require(principal, permissions.run_permission(pinned.info.ref))
+        if wait:
+            return await self._executor.run(pinned, body)
+        return await self._executor.start(pinned, body)
+
+    async def resume(
+        self,
+        principal: Principal,
+        target: Target,
+        execution_id: str,
+        body: Any,
+        *,
+        wait: bool = True,
+    ) -> Execution:
+        """Answer the pending pause of a PAUSED execution of `target` with `body`."""
+        await self._owned(principal, target, execution_id)
+        return await self._executor.resume(execution_id, body, wait=wait)
+
+    async def status(self, principal: Principal, target: Target, execution_id: str) -> Execution:
+        return await self._owned(principal, target, execution_id)
+
+    async def cancel(self, principal: Principal, target: Target, execution_id: str) -> Execution:
+        await self._owned(principal, target, execution_id)
+        return await self._executor.cancel(execution_id)
+
+    async def watch(
+        self, principal: Principal, target: Target, execution_id: str
+    ) -> AsyncIterator[Execution | ExecutionEvent]:
+        """The execution's progress (state changes and task events) until its stream ends."""
+        await self._owned(principal, target, execution_id)
+        async for item in self._executor.watch(execution_id):
+            yield item
+
+    # -- checks ------------------------------------------------------------------------------
+
+    async def _version(self, target: Target, version: int | None) -> WorkflowVersion:
+        if target.ref is not None:
+            return await self._lookup.version(target.ref, version)
+        assert target.service is not None and target.endpoint is not None
+        return await self._lookup.endpoint_version(target.service, target.endpoint, version)
+
+    async def _ref(self, target: Target) -> WorkflowRef:
+        if target.ref is not None:
+            return target.ref
+        assert target.service is not None and target.endpoint is not None
+        resolution = await self._lookup.resolution(target.service)
+        return find_endpoint(resolution, target.endpoint).workflow.ref
+
+    async def _owned(self, principal: Principal, target: Target, execution_id: str) -> Execution:
+        """The execution, once the caller may run `target` and the execution is one of its runs
+        (an execution of another workflow is not found through this target)."""
+        ref = await self._ref(target)
+        permissions.require(principal, permissions.run_permission(ref))
+        execution = await self._executor.get(execution_id)
+        if execution.ref != ref:
+            raise ExecutionNotFound(
+                f"execution '{execution_id}' not found for workflow '{ref}'",
+                execution_id=execution_id,
+            )
+        return execution

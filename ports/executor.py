@@ -1,0 +1,39 @@
+"""The port between the call use cases and whatever runs executions: the runtime of this
+process, or the dispatcher that leaves running them to worker processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from core.model import Execution, ExecutionEvent, WorkflowVersion
+
+
+class Executor(Protocol):
+    async def start(self, version: WorkflowVersion, body: Any) -> Execution:
+        """Validate `body` against the workflow's input, store a new execution and schedule it;
+        returns at once. Raises `InputValidationError` before anything is stored."""
+
+    async def run(self, version: WorkflowVersion, body: Any) -> Execution:
+        """`start`, then wait until the execution completes, fails, is cancelled or pauses."""
+
+    async def resume(self, execution_id: str, body: Any, *, wait: bool) -> Execution:
+        """Answer the pending pause of a PAUSED execution and run it on; `InvalidState` when it
+        is not PAUSED."""
+
+    async def get(self, execution_id: str) -> Execution:
+        """The execution as stored; `ExecutionNotFound` when there is none."""
+
+    async def wait(self, execution_id: str) -> Execution:
+        """The execution once it settles (final or PAUSED)."""
+
+    def watch(self, execution_id: str) -> AsyncIterator[Execution | ExecutionEvent]:
+        """State changes and task events until a state that ends the stream."""
+
+    async def cancel(self, execution_id: str) -> Execution:
+        """Cancel a created, running or paused execution; `InvalidState` for a finished one."""
+
+    async def recover(self) -> list[str]:
+        """Take over the executions a previous process left in progress; their ids."""
+
+    async def close(self) -> None: ...
