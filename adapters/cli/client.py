@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -18,6 +18,8 @@ import click
 from attrs import frozen
 
 CONNECT_TIMEOUT = 10.0
+
+T = TypeVar("T")
 
 
 class CliError(click.ClickException):
@@ -45,8 +47,9 @@ def _error_text(status: int, body: Any) -> str:
         message = body.get("message")
         if isinstance(message, str) and message:
             return message
-        if isinstance(body.get("error"), str):
-            return body["error"]
+        error = body.get("error")
+        if isinstance(error, str):
+            return error
     if isinstance(body, str) and body.strip():
         return body.strip().splitlines()[0][:200]
     return f"server answered HTTP {status}"
@@ -150,7 +153,8 @@ class FluxClient:
                         raise ApiError(resp.status, body)
                     on_event("state", body)
                     return resp.status
-                kind, data_lines = "message", []
+                kind = "message"
+                data_lines: list[str] = []
                 async for raw in resp.content:
                     line = raw.decode("utf-8").rstrip("\r\n")
                     if not line:
@@ -167,7 +171,7 @@ class FluxClient:
 
         return self._run(send())
 
-    def _run(self, coro):
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
             return asyncio.run(coro)
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
@@ -194,7 +198,7 @@ def _reason(exc: BaseException) -> str:
 def _clean(params: Mapping[str, Any] | None) -> dict[str, str] | None:
     if not params:
         return None
-    out = {}
+    out: dict[str, str] = {}
     for key, value in params.items():
         if value is None or value is False:
             continue

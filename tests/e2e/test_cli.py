@@ -278,6 +278,41 @@ def test_api_key_is_sent_as_bearer_token(recorded: RecordedServer) -> None:
     ]
 
 
+def test_api_key_falls_back_to_the_settings(
+    recorded: RecordedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded.answer("GET", "/services", 200, {"services": []})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flux.toml").write_text('[flux]\napi_key = "k-toml"\n')
+    base = ("service", "list", "--server-url", recorded.url)
+    invoke(*base)
+    invoke(*base, env={"FLUX_API_KEY": "k-env"})
+    invoke(*base, "--api-key", "k-flag", env={"FLUX_API_KEY": "k-env"})
+    invoke(*base, "--api-key", "", env={"FLUX_API_KEY": "k-env"})
+    assert [r["authorization"] for r in recorded.received] == [
+        "Bearer k-toml",
+        "Bearer k-env",
+        "Bearer k-flag",
+        None,
+    ]
+
+
+def test_service_start_hands_its_api_key_to_the_standalone_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adapters.bootstrap
+
+    started: list[Any] = []
+    monkeypatch.setattr(adapters.bootstrap, "serve_standalone", started.append)
+    monkeypatch.chdir(tmp_path)
+    result = invoke("service", "start", "billing", env={"FLUX_API_KEY": "k-own"})
+    assert result.exit_code == 0, result.output
+    (options,) = started
+    assert options.service == "billing"
+    assert options.settings.api_key == "k-own"
+    assert "k-own" not in repr(options)
+
+
 def test_server_url_comes_from_env_then_flux_toml(
     recorded: RecordedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -119,10 +119,46 @@ def test_env_role_permissions_as_json_and_empty_string_unsets(tmp_path: Path) ->
 
 
 def test_unrelated_flux_variables_are_ignored(tmp_path: Path) -> None:
-    environ = {"FLUX_API_KEY": "secret", "FLUX_HOME": "/x", "OTHER": "1"}
+    environ = {"FLUX_HOME": "/x", "FLUX_": "1", "OTHER": "1"}
     assert load_settings({}, environ=environ, cwd=tmp_path) == load_settings(
         {}, environ={}, cwd=tmp_path
     )
+
+
+# --- api_key: the process's own credentials, a secret --------------------------------------
+
+
+def test_api_key_follows_the_same_precedence(tmp_path: Path) -> None:
+    assert load_settings({}, environ={}, cwd=tmp_path).api_key is None
+    write_toml(tmp_path, '[flux]\napi_key = "from-toml"\n')
+    assert load_settings({}, environ={}, cwd=tmp_path).api_key == "from-toml"
+    environ = {"FLUX_API_KEY": "from-env"}
+    assert load_settings({}, environ=environ, cwd=tmp_path).api_key == "from-env"
+    flagged = load_settings({"api_key": "from-flag"}, environ=environ, cwd=tmp_path)
+    assert flagged.api_key == "from-flag"
+    # An empty variable unsets it, as for every optional setting.
+    assert load_settings({}, environ={"FLUX_API_KEY": ""}, cwd=tmp_path).api_key is None
+
+
+def test_api_key_is_kept_out_of_reprs(tmp_path: Path) -> None:
+    settings = load_settings({}, environ={"FLUX_API_KEY": "flux_s3cret"}, cwd=tmp_path)
+    options = StandaloneOptions(settings=settings, service="billing")
+    assert options.settings.api_key == "flux_s3cret"
+    assert "flux_s3cret" not in repr(settings)
+    assert "flux_s3cret" not in repr(options)
+
+
+@pytest.mark.parametrize(
+    "toml",
+    ["[flux]\napi_key = 12345678\n", '[flux.api_key]\nnested = "12345678"\n'],
+)
+def test_bad_api_key_error_does_not_show_the_value(tmp_path: Path, toml: str) -> None:
+    write_toml(tmp_path, toml)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, environ={}, cwd=tmp_path)
+    message = str(caught.value)
+    assert "api_key" in message and "flux.toml" in message
+    assert "12345678" not in message
 
 
 def test_default_database_follows_the_working_directory(tmp_path: Path) -> None:
