@@ -1,40 +1,24 @@
 """Turns an `Authorization` header into a `Principal`, and checks permissions (SPEC §5).
 
 `Authenticator` implements `adapters.http.auth.RequestAuth` (`principal(request)`, `require`),
-so the main server takes it where it takes `OpenAuth`. Handlers outside that can call
-`install_authenticator(app, authenticator)` once, then `await principal_for(request)` or
-`await require_permission(request, permission)` (sub-apps included). Errors are `core.errors.Unauthenticated` (401) and `Forbidden`
-(403, with `permission` in its details).
+so the main server takes it where it takes `OpenAuth`. Errors are `core.errors.Unauthenticated`
+(401) and `Forbidden` (403, with `permission` in its details).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
 from adapters.auth.api_keys import ApiKeys, looks_like_api_key
 from adapters.auth.oidc import JwtVerifier
+from adapters.config import AuthSettings
 from core import permissions as perms
 from core.errors import Unauthenticated
 from core.permissions import ANY, Principal
 from ports.auth import ApiKeyStore
-
-
-class _OidcSettings(Protocol):
-    permissions_claim: str
-    roles_claim: str | None
-    role_permissions: Mapping[str, Iterable[str]]
-
-
-class _AuthSettings(Protocol):
-    """The shape of `adapters.config.AuthSettings` this module reads."""
-
-    enabled: bool
-    api_keys: bool
-    oidc: _OidcSettings
-
 
 _PRINCIPAL = web.RequestKey("flux_principal", Principal)
 OPEN = Principal(subject="anonymous", permissions=frozenset({ANY}), via="open")
@@ -56,7 +40,7 @@ class Authenticator:
 
     def __init__(
         self,
-        settings: _AuthSettings,
+        settings: AuthSettings,
         api_keys: ApiKeyStore | ApiKeys | None = None,
         verifier: JwtVerifier | None = None,
     ) -> None:
@@ -70,7 +54,7 @@ class Authenticator:
     @classmethod
     def open(cls) -> Authenticator:
         """Auth off: everyone may do everything (the default, as the seed says)."""
-        return cls(_Disabled())
+        return cls(AuthSettings(enabled=False))
 
     @property
     def enabled(self) -> bool:
@@ -113,58 +97,14 @@ class Authenticator:
         """`Forbidden` naming the missing permission unless the principal holds it."""
         perms.require(principal, permission)
 
-    async def authorize(self, authorization: str | None, permission: str) -> Principal:
-        principal = await self.authenticate(authorization)
-        self.require(principal, permission)
-        return principal
-
     async def aclose(self) -> None:
         if self.verifier is not None:
             await self.verifier.aclose()
 
 
-class _Disabled:
-    enabled = False
-    api_keys = False
-    oidc = None
-
-
-def verifier_from_settings(settings: Any, **options: Any) -> JwtVerifier | None:
-    """A `JwtVerifier` for `settings.oidc` (an `AuthSettings`) when OIDC is enabled."""
-    oidc = getattr(settings, "oidc", None)
-    if not settings.enabled or oidc is None or not oidc.enabled or not oidc.issuer:
+def verifier_from_settings(settings: AuthSettings, **options: Any) -> JwtVerifier | None:
+    """A `JwtVerifier` for `settings.oidc` when auth and OIDC are both enabled."""
+    oidc = settings.oidc
+    if not settings.enabled or not oidc.enabled or not oidc.issuer:
         return None
     return JwtVerifier(oidc.issuer, oidc.audience, oidc.jwks_uri, **options)
-
-
-# -- aiohttp ------------------------------------------------------------------------------
-
-AUTHENTICATOR = web.AppKey("flux_authenticator", Authenticator)
-
-
-def install_authenticator(app: web.Application, authenticator: Authenticator) -> None:
-    """Make `authenticator` available to `principal_for` and close it with the app."""
-    app[AUTHENTICATOR] = authenticator
-
-    async def close(_: web.Application) -> None:
-        await authenticator.aclose()
-
-    app.on_cleanup.append(close)
-
-
-async def principal_for(request: web.Request) -> Principal:
-    """The request's principal, through the authenticator installed on the app."""
-    try:
-        authenticator = request.config_dict[AUTHENTICATOR]
-    except KeyError:
-        raise RuntimeError(
-            "no Authenticator installed on the app: call install_authenticator() "
-            "(Authenticator.open() when auth is off)"
-        ) from None
-    return await authenticator.principal(request)
-
-
-async def require_permission(request: web.Request, permission: str) -> Principal:
-    principal = await principal_for(request)
-    perms.require(principal, permission)
-    return principal

@@ -1,33 +1,36 @@
-"""Validation of OIDC / OAuth 2.0 bearer JWTs against the issuer's published keys (JWKS).
+"""Validation of OAuth 2.0 / OIDC bearer tokens for one issuer.
 
-Keys come from the configured `jwks_uri`, else from the issuer's discovery document, else from
-`{issuer}/.well-known/jwks.json`. The key set is cached; a token signed with a key id we do not
-know triggers at most one refetch per `refetch_interval` (key rotation without letting a flood
-of forged kids hammer the identity provider).
+A JWT access token (RFC 9068) is checked here: its signature against the issuer's published
+keys, then its claims through authlib's RFC 9068 claims model. A token that is not a JWT (an
+opaque token) is handed to the issuer's introspection endpoint (RFC 7662) when one is known,
+and the answer's claims go through the very same checks. Fetching and caching what the
+provider publishes lives in `adapters.auth.provider`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
+from authlib.oauth2.rfc9068.claims import JWTAccessTokenClaims
 from joserfc import jws, jwt
 from joserfc.errors import (
     BadSignatureError,
     ClaimError,
     ExpiredTokenError,
+    InvalidClaimError,
     InvalidKeyIdError,
     JoseError,
     MissingClaimError,
     UnsupportedAlgorithmError,
 )
-from joserfc.jwk import KeySet, import_key
+from joserfc.jwk import KeySet
 from mcp.server.auth.provider import AccessToken
 
+from adapters.auth.provider import ProviderClient
 from core.errors import Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -44,41 +47,31 @@ DEFAULT_ALGORITHMS = (
     "ES384",
     "EdDSA",
 )
-_ASYMMETRIC_KTY = {"RSA", "EC", "OKP"}
+
+# RFC 9068 asks for "at+jwt", but Keycloak, Entra ID and Okta label their access tokens plain
+# "JWT": refusing that would refuse them all. Other types (logout, DPoP proofs, security event
+# tokens, ...) are never access tokens.
+_ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt", "jwt"}
 
 
-_NO_ROTATION = object()
+class _AccessTokenClaims(JWTAccessTokenClaims):
+    """authlib's RFC 9068 claims, with the `typ` rule widened as said above."""
 
-
-class KeySetUnavailable(Exception):
-    """The JWKS could not be fetched or parsed."""
+    def validate(self, now: Any = None, leeway: int = 0) -> None:
+        typ = self.header.get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.lower() not in _ACCESS_TOKEN_TYPES):
+            raise InvalidClaimError("typ")
+        # Past RFC 9068's own (stricter) `typ` rule to the claims checks it inherits.
+        super(JWTAccessTokenClaims, self).validate(now, leeway)
 
 
 def _is_symmetric(alg: str) -> bool:
     return alg.lower() == "none" or alg.upper().startswith("HS")
 
 
-def _parse_key_set(document: Any) -> KeySet:
-    """Import the usable signing keys of a JWKS; symmetric and encryption keys are skipped."""
-    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
-        raise KeySetUnavailable("JWKS document has no 'keys' list")
-    keys = []
-    for entry in document["keys"]:
-        if not isinstance(entry, Mapping) or entry.get("kty") not in _ASYMMETRIC_KTY:
-            continue
-        if entry.get("use", "sig") != "sig":
-            continue
-        try:
-            keys.append(import_key(dict(entry)))
-        except (JoseError, ValueError, TypeError) as error:
-            log.warning("skipping unusable JWKS key %r: %s", entry.get("kid"), error)
-    if not keys:
-        raise KeySetUnavailable("JWKS holds no usable signing key")
-    return KeySet(keys)
-
-
 class JwtVerifier:
-    """Validates JWTs for one issuer (and audience, when configured) and returns their claims.
+    """Validates bearer tokens for one issuer (and audience, when configured) and returns their
+    claims: JWTs locally, opaque tokens by introspection when the provider offers it.
 
     Also usable as the mcp SDK's `TokenVerifier` through `verify_token`.
     """
@@ -89,6 +82,9 @@ class JwtVerifier:
         audience: str | Iterable[str] | None = None,
         jwks_uri: str | None = None,
         *,
+        introspection_endpoint: str | None = None,
+        introspection_client_id: str | None = None,
+        introspection_client_secret: str | None = None,
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
         algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
@@ -109,39 +105,48 @@ class JwtVerifier:
             audience = [audience] if audience else []
         self.audience = tuple(audience) if audience else None
         self.jwks_uri = jwks_uri
-        self._jwks_url = jwks_uri  # the configured or discovered JWKS location
-        self._session = session
-        self._owns_session = session is None
+        self.introspection_endpoint = introspection_endpoint
         self._clock = clock
         self._leeway = leeway
-        self._refetch_interval = refetch_interval
-        self._cache_ttl = cache_ttl
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._required = tuple(required_claims)
-        self._keys: KeySet | None = None
-        self._fetched_at: float | None = None  # last successful fetch
-        self._attempted_at: float | None = None  # last attempt, successful or not
-        self._lock = asyncio.Lock()
-        self.fetch_count = 0  # JWKS downloads so far (observability and tests)
+        self.provider = ProviderClient(
+            issuer,
+            jwks_uri,
+            introspection_endpoint=introspection_endpoint,
+            introspection_client_id=introspection_client_id,
+            introspection_client_secret=introspection_client_secret,
+            session=session,
+            clock=clock,
+            refetch_interval=refetch_interval,
+            cache_ttl=cache_ttl,
+            timeout=timeout,
+        )
+
+    @property
+    def fetch_count(self) -> int:
+        """JWKS downloads so far (observability and tests)."""
+        return self.provider.fetch_count
 
     # -- public -----------------------------------------------------------------------------
 
     async def verify(self, token: str) -> dict[str, Any]:
         """The token's claims, or `Unauthenticated` with the reason it was refused."""
         header = self._header(token)
+        if header is None:
+            return await self._introspected(token)
         kid = header.get("kid")
-        keys = await self._key_set()
+        keys = await self.provider.key_set()
         try:
             decoded = self._decode(token, keys)
         except InvalidKeyIdError:
             # Maybe the issuer rotated its keys: refetch once (rate-limited), then retry.
-            keys = await self._key_set(rotated_kid=kid)
+            keys = await self.provider.key_set(rotated_kid=kid)
             try:
                 decoded = self._decode(token, keys)
             except InvalidKeyIdError as error:
                 raise Unauthenticated(f"token signed with unknown key id {kid!r}") from error
-        claims = decoded.claims
-        self._validate_claims(claims)
+        claims = dict(decoded.claims)
+        self._validate_claims(claims, dict(decoded.header))
         return claims
 
     async def verify_token(self, token: str) -> AccessToken | None:
@@ -154,19 +159,25 @@ class JwtVerifier:
         return access_token(token, claims)
 
     async def aclose(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.provider.aclose()
 
     # -- validation -------------------------------------------------------------------------
 
-    def _header(self, token: str) -> dict[str, Any]:
-        if not isinstance(token, str) or token.count(".") != 2:
-            raise Unauthenticated("bearer token is not a JWT")
-        try:
-            header = jws.extract_compact(token.encode()).headers()
-        except (JoseError, ValueError) as error:
-            raise Unauthenticated("malformed JWT") from error
+    def _header(self, token: str) -> dict[str, Any] | None:
+        """The JWS header of a JWT with an accepted algorithm; None for a token that is not a
+        JWT, which only introspection can judge."""
+        if not isinstance(token, str) or not token.strip():
+            raise Unauthenticated("bearer token is empty")
+        header: dict[str, Any] | None = None
+        if token.count(".") == 2:
+            try:
+                header = dict(jws.extract_compact(token.encode()).headers())
+            except (JoseError, ValueError):
+                header = None
+        if header is None:
+            if not self.provider.introspects:
+                raise Unauthenticated("bearer token is not a JWT")
+            return None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.algorithms:
             raise Unauthenticated(f"JWT algorithm {alg!r} is not accepted")
@@ -184,9 +195,17 @@ class JwtVerifier:
         except (JoseError, ValueError) as error:
             raise Unauthenticated(f"JWT cannot be verified: {error}") from error
 
-    def _validate_claims(self, claims: dict[str, Any]) -> None:
+    async def _introspected(self, token: str) -> dict[str, Any]:
+        answer = await self.provider.introspect(token)
+        if not answer.get("active"):
+            raise Unauthenticated("token is not active")
+        claims = dict(answer)
+        self._validate_claims(claims, {})
+        return claims
+
+    def _claims_options(self) -> dict[str, dict[str, Any]]:
         base = self.issuer.rstrip("/")
-        options: dict[str, Any] = {
+        options: dict[str, dict[str, Any]] = {
             # Issuers are compared modulo one trailing slash: Auth0 issues "https://x/", and
             # configs are as often typed without it.
             "iss": {"essential": True, "values": [base, base + "/"]},
@@ -196,11 +215,12 @@ class JwtVerifier:
             options["aud"] = {"essential": True, "values": list(self.audience)}
         for name in self._required:
             options.setdefault(name, {"essential": True})
-        registry = jwt.JWTClaimsRegistry(
-            now=lambda: int(self._clock()), leeway=self._leeway, **options
-        )
+        return options
+
+    def _validate_claims(self, claims: dict[str, Any], header: dict[str, Any]) -> None:
+        checked = _AccessTokenClaims(claims, header, self._claims_options())
         try:
-            registry.validate(claims)
+            checked.validate(now=lambda: int(self._clock()), leeway=self._leeway)
         except ExpiredTokenError as error:
             raise Unauthenticated("token has expired") from error
         except MissingClaimError as error:
@@ -211,92 +231,10 @@ class JwtVerifier:
                 raise Unauthenticated("token was issued by another issuer") from error
             if claim == "aud":
                 raise Unauthenticated("token is meant for another audience") from error
+            if claim == "typ":
+                typ = header.get("typ")
+                raise Unauthenticated(f"token type {typ!r} is not an access token") from error
             raise Unauthenticated(f"invalid token claim: {error.description}") from error
-
-    # -- keys -------------------------------------------------------------------------------
-
-    async def _key_set(self, rotated_kid: Any = _NO_ROTATION) -> KeySet:
-        """The cached key set; refreshed when older than the cache TTL, or when a token names
-        a key id we lack (`rotated_kid`), at most once per refetch interval either way."""
-        rotation = rotated_kid is not _NO_ROTATION
-        if self._keys is not None and not rotation and not self._stale():
-            return self._keys
-        async with self._lock:
-            if self._keys is not None:
-                if rotation and rotated_kid is not None and _has_kid(self._keys, rotated_kid):
-                    return self._keys  # a concurrent request already fetched the new key
-                if not rotation and not self._stale():
-                    return self._keys
-                if not self._may_refetch():
-                    return self._keys
-            elif not self._may_refetch():
-                raise Unauthenticated("signing keys of the identity provider are unavailable")
-            self._attempted_at = self._clock()
-            try:
-                keys = _parse_key_set(await self._fetch_jwks())
-            except KeySetUnavailable as error:
-                log.warning("cannot load JWKS for %s: %s", self.issuer, error)
-                if self._keys is None:
-                    raise Unauthenticated(
-                        f"signing keys of the identity provider are unavailable: {error}"
-                    ) from error
-                return self._keys  # keep serving with the keys we had
-            self._keys = keys
-            self._fetched_at = self._attempted_at
-            self.fetch_count += 1
-            return keys
-
-    def _stale(self) -> bool:
-        return self._fetched_at is None or self._clock() - self._fetched_at >= self._cache_ttl
-
-    def _may_refetch(self) -> bool:
-        return (
-            self._attempted_at is None
-            or self._clock() - self._attempted_at >= self._refetch_interval
-        )
-
-    async def _fetch_jwks(self) -> Any:
-        if self._jwks_url is None:
-            url, found = await self._discover()
-            if found:  # a fallback is not remembered, so discovery is tried again next time
-                self._jwks_url = url
-        else:
-            url = self._jwks_url
-        return await self._get_json(url)
-
-    async def _discover(self) -> tuple[str, bool]:
-        """The JWKS URL from OIDC discovery, else the conventional well-known path."""
-        base = self.issuer.rstrip("/")
-        try:
-            document = await self._get_json(f"{base}/.well-known/openid-configuration")
-        except KeySetUnavailable as error:
-            log.info("OIDC discovery unavailable for %s (%s); using jwks.json", base, error)
-            return f"{base}/.well-known/jwks.json", False
-        issuer = document.get("issuer") if isinstance(document, Mapping) else None
-        if not isinstance(issuer, str) or issuer.rstrip("/") != base:
-            # A document for another issuer could hand us an attacker's keys: never use it.
-            raise KeySetUnavailable(f"discovery document names issuer {issuer!r}, not {base!r}")
-        jwks_uri = document.get("jwks_uri")
-        if not isinstance(jwks_uri, str) or not jwks_uri:
-            return f"{base}/.well-known/jwks.json", True
-        return jwks_uri, True
-
-    async def _get_json(self, url: str) -> Any:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        try:
-            async with self._session.get(
-                url, timeout=self._timeout, headers={"Accept": "application/json"}
-            ) as response:
-                if response.status != 200:
-                    raise KeySetUnavailable(f"GET {url} answered {response.status}")
-                return await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            raise KeySetUnavailable(f"GET {url} failed: {error!r}") from error
-
-
-def _has_kid(keys: KeySet, kid: object) -> bool:
-    return any(key.kid == kid for key in keys.keys)
 
 
 def access_token(token: str, claims: Mapping[str, Any]) -> AccessToken:

@@ -23,12 +23,19 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from attrs import evolve, field, frozen
+from authlib.oauth2.base import invalid_error_characters
+from authlib.oauth2.rfc6750 import InvalidTokenError
 from mcp.server.auth.provider import AccessToken
 
 from adapters.auth.oidc import JwtVerifier, access_token
 from core.errors import Unauthenticated
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    # A named converter: mypy's attrs plugin cannot type `converter=tuple`.
+    return tuple(values)
 
 
 @frozen
@@ -40,7 +47,7 @@ class ProtectedResource:
     jwks_uri: str | None = None
     base_url: str | None = None
     resource_name: str | None = None
-    scopes_supported: tuple[str, ...] = field(default=(), converter=tuple)
+    scopes_supported: tuple[str, ...] = field(default=(), converter=_strings)
     mcp_path: str = "/mcp"
 
     def base_for(self, request: web.Request) -> str:
@@ -103,8 +110,23 @@ def install_resource_metadata(app: web.Application, resource: ProtectedResource)
         app.router.add_get(path, handler)
 
 
-def _quoted(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _describable(text: str) -> str:
+    """RFC 6749 §4.1.2.1 allows a narrow ASCII set in `error_description` (authlib refuses
+    anything else): quotes and backslashes become apostrophes and slashes, the rest '?'."""
+    text = text.replace('"', "'").replace("\\", "/")
+    for char in invalid_error_characters(text):
+        text = text.replace(char, "?")
+    return text
+
+
+def _challenge(resource_metadata: str, error: InvalidTokenError | None = None) -> str:
+    """The `WWW-Authenticate` value: authlib's RFC 6750 challenge, then `resource_metadata`
+    (RFC 9728 §5.1) in the order the mcp SDK's own middleware sends them."""
+    metadata = 'resource_metadata="' + resource_metadata.replace('"', "%22") + '"'
+    if error is None:
+        return "Bearer " + metadata
+    bearer = dict(error.get_headers())["WWW-Authenticate"]
+    return f"{bearer}, {metadata}"
 
 
 def unauthorized(
@@ -115,12 +137,10 @@ def unauthorized(
 ) -> web.Response:
     """The 401 for `/mcp`. Without credentials only `resource_metadata` is sent (RFC 6750 §3.1:
     no error code when none was presented); a refused token adds `error="invalid_token"`."""
-    params = []
+    refusal: InvalidTokenError | None = None
     if error:
-        params.append(f"error={_quoted(error)}")
-        if description:
-            params.append(f"error_description={_quoted(description)}")
-    params.append(f"resource_metadata={_quoted(resource.metadata_url(request))}")
+        refusal = InvalidTokenError(_describable(description) if description else None)
+        refusal.error = error  # `invalid_request` (RFC 6750 §3.1) shares the challenge shape
     body = {
         "error": error or "unauthenticated",
         "message": description or "a bearer token is required",
@@ -129,7 +149,10 @@ def unauthorized(
         status=401,
         text=json.dumps(body),
         content_type="application/json",
-        headers={"WWW-Authenticate": "Bearer " + ", ".join(params)},
+        headers={
+            "WWW-Authenticate": _challenge(resource.metadata_url(request), refusal),
+            "Cache-Control": "no-store",
+        },
     )
 
 

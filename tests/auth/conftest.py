@@ -1,5 +1,6 @@
-"""A stand-in identity provider on 127.0.0.1: discovery document, JWKS and RS256 tokens signed
-with keys generated here, so tests exercise the real validation path without the network."""
+"""A stand-in identity provider on 127.0.0.1: discovery document, JWKS, RS256 tokens signed
+with keys generated here, and an RFC 7662 introspection endpoint for opaque tokens, so tests
+exercise the real validation path without the network."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +20,9 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 AUDIENCE = "flux-api"
+# The resource server's client credentials at the provider, for introspection.
+CLIENT_ID = "flux-resource-server"
+CLIENT_SECRET = "s3cret:with-colon"
 
 
 def new_key(kid: str) -> RSAKey:
@@ -54,6 +59,11 @@ class IdentityProvider:
         self.jwks_path = "/protocol/openid-connect/certs"
         self.jwks_hits = 0
         self.discovery_hits = 0
+        self.advertise_introspection = True
+        self.introspection_path = "/protocol/openid-connect/token/introspect"
+        self.introspection_hits = 0
+        self.introspection_forms: list[dict[str, str]] = []
+        self.opaque: dict[str, dict[str, Any]] = {}  # active opaque tokens and their claims
         self.issuer = ""  # set once the server listens
 
     def app(self) -> web.Application:
@@ -61,20 +71,42 @@ class IdentityProvider:
         app.router.add_get("/.well-known/openid-configuration", self._discovery)
         app.router.add_get(self.jwks_path, self._jwks)
         app.router.add_get("/.well-known/jwks.json", self._jwks)
+        app.router.add_post(self.introspection_path, self._introspect)
         return app
 
     async def _discovery(self, request: web.Request) -> web.Response:
         self.discovery_hits += 1
         if not self.discovery:
             raise web.HTTPNotFound()
-        return web.json_response(
-            {
-                "issuer": self.discovery_issuer or self.issuer,
-                "jwks_uri": self.issuer + self.jwks_path,
-                "authorization_endpoint": self.issuer + "/authorize",
-                "token_endpoint": self.issuer + "/token",
-            }
-        )
+        document = {
+            "issuer": self.discovery_issuer or self.issuer,
+            "jwks_uri": self.issuer + self.jwks_path,
+            "authorization_endpoint": self.issuer + "/authorize",
+            "token_endpoint": self.issuer + "/token",
+        }
+        if self.advertise_introspection:
+            document["introspection_endpoint"] = self.issuer + self.introspection_path
+        return web.json_response(document)
+
+    async def _introspect(self, request: web.Request) -> web.Response:
+        """RFC 7662 §2: client authentication required, form-encoded `token`."""
+        self.introspection_hits += 1
+        expected = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        if request.headers.get("Authorization") != f"Basic {expected}":
+            return web.json_response({"error": "invalid_client"}, status=401)
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.introspection_forms.append(form)
+        claims = self.opaque.get(form.get("token", ""))
+        if claims is None:
+            return web.json_response({"active": False})
+        return web.json_response({"active": True, **claims})
+
+    def opaque_token(self, **overrides: Any) -> str:
+        """A random token only the provider knows, with the claims introspection reports."""
+        token = secrets.token_urlsafe(24)
+        defaults = {"client_id": "agent-7", "scope": "read", "token_type": "Bearer"}
+        self.opaque[token] = self.claims(**{**defaults, **overrides})
+        return token
 
     async def _jwks(self, request: web.Request) -> web.Response:
         self.jwks_hits += 1
@@ -98,9 +130,9 @@ class IdentityProvider:
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not None}
 
-    def token(self, key: RSAKey | None = None, **overrides: Any) -> str:
+    def token(self, key: RSAKey | None = None, typ: str = "JWT", **overrides: Any) -> str:
         key = key or self.signing
-        header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
+        header = {"alg": "RS256", "kid": key.kid, "typ": typ}
         return jwt.encode(header, self.claims(**overrides), key)
 
     def forged_hs256(self, **overrides: Any) -> str:

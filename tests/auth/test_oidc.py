@@ -210,3 +210,11 @@ async def test_verify_token_gives_the_sdk_access_token(idp, make_verifier):
         ["read", "write"],
     )
     assert await verifier.verify_token(idp.token(aud="other")) is None
+
+
+async def test_access_token_types(idp, make_verifier):
+    verifier = make_verifier()
+    for typ in ("at+jwt", "application/at+JWT", "JWT"):
+        assert await verifier.verify(idp.token(typ=typ))
+    message = await refused(verifier, idp.token(typ="logout+jwt"))
+    assert "not an access token" in message

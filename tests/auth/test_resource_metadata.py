@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from mcp.server.auth.provider import AccessToken
 
 from adapters.auth.resource_metadata import (
@@ -14,6 +15,7 @@ from adapters.auth.resource_metadata import (
     ProtectedResource,
     protected_resource,
     setup_mcp_auth,
+    unauthorized,
 )
 from adapters.config import AuthSettings, OidcSettings, Settings, StandaloneOptions
 from tests.auth.conftest import AUDIENCE, IdentityProvider
@@ -126,3 +128,14 @@ def test_flags_win_then_oidc_settings_then_open():
 
     assert protected_resource(options()) is None
     assert setup_mcp_auth(web.Application(), options()) is None
+
+
+def test_descriptions_are_kept_to_the_rfc_6750_character_set():
+    request = make_mocked_request("POST", "/mcp", headers={"Host": "svc.example.com"})
+    resource = ProtectedResource("https://idp.example.com")
+    response = unauthorized(request, resource, "invalid_token", 'Missing "exp" claim — \\x')
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer error="invalid_token", error_description="Missing \'exp\' claim ? /x", '
+        'resource_metadata="http://svc.example.com/.well-known/oauth-protected-resource/mcp"'
+    )
+    assert json.loads(response.text or "")["message"] == 'Missing "exp" claim — \\x'
