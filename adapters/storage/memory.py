@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from attrs import evolve
 
+from adapters.storage.api_keys import MemoryApiKeyStore
 from adapters.storage.local_signals import LocalSignals
 from core.errors import AlreadyExists, ServiceNotFound
 from core.model import (
@@ -73,9 +74,7 @@ class MemoryCatalog:
 
     async def snapshot(self) -> CatalogSnapshot:
         if self._snapshot is None or self._snapshot.revision != self._revision:
-            self._snapshot = CatalogSnapshot(
-                self._revision, tuple(info for info in self._latest(None))
-            )
+            self._snapshot = CatalogSnapshot(self._revision, tuple(self._latest(None)))
         return self._snapshot
 
     async def get(self, ref: WorkflowRef, version: int | None = None) -> WorkflowVersion | None:
@@ -90,7 +89,7 @@ class MemoryCatalog:
         return [v.info for v in self._versions.get(ref, ())]
 
     async def list(self, namespace: str | None = None) -> list[WorkflowInfo]:
-        return self._latest(namespace)
+        return [*self._latest(namespace)]
 
     async def delete(self, ref: WorkflowRef, version: int | None = None) -> int:
         history = self._versions.get(ref, [])
@@ -104,12 +103,13 @@ class MemoryCatalog:
             self._bump()
         return removed
 
-    def _latest(self, namespace: str | None) -> list[WorkflowInfo]:
-        return [
+    def _latest(self, namespace: str | None) -> Iterator[WorkflowInfo]:
+        # An iterator, not a list: inside this class `list` names the method above.
+        return (
             history[-1].info
             for ref, history in sorted(self._versions.items())
             if history and (namespace is None or ref.namespace == namespace)
-        ]
+        )
 
     def _bump(self) -> None:
         self._revision += 1
@@ -305,8 +305,10 @@ class MemoryStorage:
         self.services = MemoryServiceStore()
         self.signals = LocalSignals()
         self.executions = MemoryExecutionStore(self.signals)
+        # One class for both ports: a lease check and the write it guards share one dict.
         self.leases = self.executions
         self.revisions = MemoryRevisions(self.services, self.catalog)
+        self.api_keys = MemoryApiKeyStore()
 
     async def ping(self) -> bool:
         return True

@@ -1,7 +1,7 @@
 """Execution signals over PostgreSQL LISTEN/NOTIFY, so servers and workers on other machines
 hear each other's writes at once instead of at their next poll.
 
-Writes (adapters/storage/postgres.py) notify inside their own transaction, so a notification
+Writes (adapters/storage/postgres/) notify inside their own transaction, so a notification
 goes out when, and only if, the write commits:
 
 - channel `flux_execution`, payload `<schema>:<execution id>`: that execution's state or log
@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from adapters.storage.local_signals import LocalListener, LocalSignals
+from adapters.storage.states import LEASABLE
 
 log = logging.getLogger("flux.storage")
 
@@ -47,7 +48,6 @@ CHECK_EVERY = 30.0  # seconds between checks that a quiet connection still answe
 CHECK_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 5.0
 
-LEASABLE = "('CREATED', 'RUNNING')"  # in SQL: the states a worker may lease
 _SCOPED_ID = "current_schema() || ':' || id"
 
 

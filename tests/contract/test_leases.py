@@ -32,7 +32,7 @@ def event(execution_id: str, seq: int, key: str = "t#0") -> ExecutionEvent:
 
 
 async def claim(storage, owner: str, limit: int = 10, now: float = NOW) -> list[str]:
-    found = await storage.executions.claim(owner, limit=limit, lease=LEASE, now=now)
+    found = await storage.leases.claim(owner, limit=limit, lease=LEASE, now=now)
     return [e.execution_id for e in found]
 
 
@@ -47,7 +47,7 @@ async def test_claim_takes_created_and_running_oldest_first_up_to_the_limit(stor
     assert await claim(storage, "w1", limit=2) == ["a", "r"]
     assert await claim(storage, "w2") == ["c"]
     assert await claim(storage, "w3") == []
-    claimed = await store.claim("w1", limit=1, lease=LEASE, now=NOW)
+    claimed = await storage.leases.claim("w1", limit=1, lease=LEASE, now=NOW)
     assert claimed == []
 
 
@@ -64,21 +64,21 @@ async def test_renew_extends_held_leases_and_reports_lost_ones(storage):
     for name in "ab":
         await store.create(execution(name))
     assert await claim(storage, "w1") == ["a", "b"]
-    held = await store.renew("w1", ["a", "b"], lease=LEASE, now=NOW + LEASE - 1)
+    held = await storage.leases.renew("w1", ["a", "b"], lease=LEASE, now=NOW + LEASE - 1)
     assert sorted(held) == ["a", "b"]
     # Renewed: still held past the first expiry.
     assert await claim(storage, "w2", now=NOW + LEASE + 1) == []
     assert await claim(storage, "w2", now=NOW + 2 * LEASE) == ["a", "b"]
-    assert await store.renew("w1", ["a", "b"], lease=LEASE, now=NOW + 2 * LEASE) == []
+    assert await storage.leases.renew("w1", ["a", "b"], lease=LEASE, now=NOW + 2 * LEASE) == []
 
 
 async def test_release_makes_an_execution_claimable_at_once(storage):
     store = storage.executions
     await store.create(execution("e"))
     assert await claim(storage, "w1") == ["e"]
-    await store.release("w2", ["e"])  # not the owner: no effect
+    await storage.leases.release("w2", ["e"])  # not the owner: no effect
     assert await claim(storage, "w2") == []
-    await store.release("w1", ["e"])
+    await storage.leases.release("w1", ["e"])
     assert await claim(storage, "w2") == ["e"]
 
 
@@ -88,20 +88,20 @@ async def test_save_owned_writes_only_for_the_owner_and_a_final_state_ends_the_l
     await store.create(created)
     assert await claim(storage, "w1") == ["e"]
     running = evolve(created, state=ExecutionState.RUNNING, updated_at=2.0)
-    assert not await store.save_owned("w2", running, [event("e", 1)])
+    assert not await storage.leases.save_owned("w2", running, [event("e", 1)])
     assert (await store.get("e")).state is ExecutionState.CREATED
     assert await store.events("e") == []
 
-    assert await store.save_owned("w1", running, [event("e", 1)])
+    assert await storage.leases.save_owned("w1", running, [event("e", 1)])
     assert await store.get("e") == running
     assert await claim(storage, "w2") == []  # RUNNING keeps the lease
 
     done = evolve(running, state=ExecutionState.COMPLETED, output={"ok": True}, updated_at=3.0)
-    assert await store.save_owned("w1", done, [event("e", 2, "t#1")])
+    assert await storage.leases.save_owned("w1", done, [event("e", 2, "t#1")])
     assert await store.get("e") == done
     assert [e.seq for e in await store.events("e")] == [1, 2]
     # Completed once: no second owner save, and nothing left to claim.
-    assert not await store.save_owned("w1", done, [])
+    assert not await storage.leases.save_owned("w1", done, [])
     assert await claim(storage, "w2", now=NOW + 10 * LEASE) == []
 
 
@@ -111,8 +111,8 @@ async def test_paused_ends_the_lease_and_a_resumed_execution_is_claimable(storag
     await store.create(created)
     assert await claim(storage, "w1") == ["e"]
     paused = evolve(created, state=ExecutionState.PAUSED, pause_name="approve")
-    assert await store.save_owned("w1", paused)
-    assert await store.renew("w1", ["e"], lease=LEASE, now=NOW) == []
+    assert await storage.leases.save_owned("w1", paused)
+    assert await storage.leases.renew("w1", ["e"], lease=LEASE, now=NOW) == []
     await store.save(evolve(paused, state=ExecutionState.RUNNING, pause_name=None))
     assert await claim(storage, "w2") == ["e"]
 
@@ -122,14 +122,14 @@ async def test_a_taken_over_owner_can_neither_append_nor_save(storage):
     created = execution("e")
     await store.create(created)
     assert await claim(storage, "w1") == ["e"]
-    assert await store.append_owned("w1", [event("e", 1)])
+    assert await storage.leases.append_owned("w1", [event("e", 1)])
     assert await claim(storage, "w2", now=NOW + LEASE + 1) == ["e"]
 
-    assert not await store.append_owned("w1", [event("e", 2)])
+    assert not await storage.leases.append_owned("w1", [event("e", 2)])
     done = evolve(created, state=ExecutionState.COMPLETED)
-    assert not await store.save_owned("w1", done)
-    assert await store.append_owned("w2", [event("e", 2)])
-    assert await store.save_owned("w2", done)
+    assert not await storage.leases.save_owned("w1", done)
+    assert await storage.leases.append_owned("w2", [event("e", 2)])
+    assert await storage.leases.save_owned("w2", done)
     assert [e.seq for e in await store.events("e")] == [1, 2]
     assert (await store.get("e")).state is ExecutionState.COMPLETED
 
@@ -139,9 +139,11 @@ async def test_save_owned_with_a_duplicate_event_writes_nothing(storage):
     created = execution("e")
     await store.create(created)
     await claim(storage, "w1")
-    assert await store.append_owned("w1", [event("e", 1)])
+    assert await storage.leases.append_owned("w1", [event("e", 1)])
     with pytest.raises(AlreadyExists):
-        await store.save_owned("w1", evolve(created, state=ExecutionState.FAILED), [event("e", 1)])
+        await storage.leases.save_owned(
+            "w1", evolve(created, state=ExecutionState.FAILED), [event("e", 1)]
+        )
     assert (await store.get("e")).state is ExecutionState.CREATED
     assert await claim(storage, "w2", now=NOW + LEASE + 1) == ["e"]  # the lease was kept
 

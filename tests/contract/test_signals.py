@@ -73,10 +73,10 @@ async def test_every_write_of_an_execution_wakes_its_listener(storage):
         await store.append([event("e", 2)])
         assert await heard(changes)
 
-        await store.claim("w1", limit=1, lease=LEASE, now=time.time())
-        assert await store.append_owned("w1", [event("e", 3)])
+        await storage.leases.claim("w1", limit=1, lease=LEASE, now=time.time())
+        assert await storage.leases.append_owned("w1", [event("e", 3)])
         assert await heard(changes)
-        assert await store.save_owned("w1", execution("e", ExecutionState.COMPLETED))
+        assert await storage.leases.save_owned("w1", execution("e", ExecutionState.COMPLETED))
         assert await heard(changes)
     finally:
         changes.close()
@@ -106,12 +106,12 @@ async def test_the_claimable_listener_hears_what_a_worker_may_claim_and_nothing_
         await store.create(execution("new"))
         assert await heard(claimable)
 
-        await store.claim("w1", limit=5, lease=LEASE, now=time.time())
-        assert await store.save_owned("w1", execution("new", ExecutionState.RUNNING))
+        await storage.leases.claim("w1", limit=5, lease=LEASE, now=time.time())
+        assert await storage.leases.save_owned("w1", execution("new", ExecutionState.RUNNING))
         await settle(storage)
         assert not await heard(claimable, 0)  # still leased: nothing to claim
 
-        await store.release("w1", ["new"])
+        await storage.leases.release("w1", ["new"])
         assert await heard(claimable)
 
         # A resume stores the paused execution as RUNNING, unleased.

@@ -1,28 +1,19 @@
-"""Contract of `ports.auth.ApiKeyStore`, run against every adapter."""
+"""Contract of `ports.auth.ApiKeyStore`, run against every adapter (see conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.storage.api_keys import MemoryApiKeyStore, SqliteApiKeyStore
 from adapters.storage.sqlite import SqliteStorage
 from core.errors import AlreadyExists
 from ports.auth import ApiKey, ApiKeyStore
 
 
-@pytest.fixture(params=["memory", "sqlite-storage"])
-async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[ApiKeyStore]:
-    if request.param == "memory":
-        yield MemoryApiKeyStore()
-    else:
-        storage = await SqliteStorage.open(tmp_path / "flux.db")
-        try:
-            yield SqliteApiKeyStore.of(storage)
-        finally:
-            await storage.close()
+@pytest.fixture
+def store(api_key_store: ApiKeyStore) -> ApiKeyStore:
+    return api_key_store
 
 
 def key(key_id: str = "k1", name: str = "ci", *permissions: str) -> ApiKey:
@@ -77,14 +68,14 @@ async def test_concurrent_adds_all_land(store):
 async def test_sqlite_keys_survive_a_reopen(tmp_path):
     storage = await SqliteStorage.open(tmp_path / "flux.db")
     try:
-        store = SqliteApiKeyStore.of(storage)
+        store = storage.api_keys
         await store.add(key("k1", "ci", "admin"), "hash-1")
         await store.revoke("k1")
     finally:
         await storage.close()
     storage = await SqliteStorage.open(tmp_path / "flux.db")
     try:
-        found = await SqliteApiKeyStore.of(storage).by_hash("hash-1")
+        found = await storage.api_keys.by_hash("hash-1")
     finally:
         await storage.close()
     assert found == ApiKey("k1", "ci", frozenset({"admin"}), revoked=True, created_at=12.5)

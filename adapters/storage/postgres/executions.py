@@ -1,0 +1,85 @@
+"""Executions and their logs on PostgreSQL (`ports.executions.ExecutionLog`).
+
+Every execution write also notifies, in its own transaction, so servers and workers listening
+elsewhere wake at once when it commits (see `pg_signals`). Commits are synchronous
+(PostgreSQL's default), so a call that returned is durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from adapters.storage.pg_signals import NOTIFY_CHANGED, notifying
+from adapters.storage.postgres import rows
+from adapters.storage.postgres.rows import EVENT_COLUMNS, EXECUTION_COLUMNS, STATE_UPDATE, affected
+from adapters.storage.postgres.sql import (
+    CREATE,
+    WRITTEN,
+    duplicate_event,
+    execution_ids,
+    insert_events,
+)
+from core.errors import AlreadyExists
+from core.model import Execution, ExecutionEvent, ExecutionState
+
+_SAVE = notifying(f"UPDATE executions SET {STATE_UPDATE} WHERE id = $1{WRITTEN}")
+
+
+class PostgresExecutionLog:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(self, execution: Execution) -> None:
+        try:
+            await self._pool.execute(CREATE, *rows.execution_values(execution))
+        except asyncpg.UniqueViolationError:
+            raise AlreadyExists(
+                f"execution {execution.execution_id!r} already exists",
+                execution_id=execution.execution_id,
+            ) from None
+
+    async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if not affected(await conn.execute(_SAVE, *rows.state_values(execution))):
+                    # not stored yet: the whole row
+                    await conn.execute(CREATE, *rows.execution_values(execution))
+                await insert_events(conn, events)
+        except asyncpg.UniqueViolationError:
+            raise duplicate_event() from None
+
+    async def append(self, events: Sequence[ExecutionEvent]) -> None:
+        if not events:
+            return
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await insert_events(conn, events)
+                await conn.execute(NOTIFY_CHANGED, execution_ids(events))
+        except asyncpg.UniqueViolationError:
+            raise duplicate_event() from None
+
+    async def get(self, execution_id: str) -> Execution | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1", execution_id
+        )
+        return None if row is None else rows.execution(tuple(row))
+
+    async def events(self, execution_id: str) -> list[ExecutionEvent]:
+        found = await self._pool.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM execution_events WHERE execution_id = $1 ORDER BY seq",
+            execution_id,
+        )
+        return [rows.event(tuple(row)) for row in found]
+
+    async def in_states(self, states: Sequence[ExecutionState]) -> list[Execution]:
+        wanted = sorted({str(state) for state in states})
+        if not wanted:
+            return []
+        found = await self._pool.fetch(
+            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE state = ANY($1::text[]) "
+            "ORDER BY created_at, id",
+            wanted,
+        )
+        return [rows.execution(tuple(row)) for row in found]

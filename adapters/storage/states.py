@@ -1,0 +1,10 @@
+"""SQL text the SQLite and PostgreSQL adapters share."""
+
+from __future__ import annotations
+
+from core.model import IN_PROGRESS
+
+# The states a worker may lease, as an SQL list: `state IN {LEASABLE}`. Built from the core's
+# one notion of "in progress", so a new such state cannot be forgotten in one statement. (The
+# partial index of PostgreSQL migration 2 spells it out: a migration stays as it was applied.)
+LEASABLE = "(" + ", ".join(f"'{state}'" for state in IN_PROGRESS) + ")"
