@@ -38,6 +38,11 @@ class ServiceLookup:
         self._versions: RevisionMemo[VersionKey, WorkflowVersion] = RevisionMemo(capacity=capacity)
         self._snapshot: CatalogSnapshot | None = None
 
+    @property
+    def memoised(self) -> int:
+        """How many resolutions are remembered now (bounded by the memo's capacity)."""
+        return len(self._resolutions)
+
     async def resolution(self, service: str) -> Resolution:
         """The service resolved against the catalog as it is now."""
         return await self._resolution_at(service, await self.revisions.current())

@@ -12,9 +12,9 @@ import asyncio
 import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
-from typing import Any, Protocol
+from typing import Any
 
 from attrs import define, field
 
@@ -24,6 +24,7 @@ from engine.registration import LoadedWorkflow, task_return_type
 from flux._hooks import current_replayer
 from flux.context import ExecutionContext
 from flux.task import Task
+from ports.replay import Channel
 
 SLEEP = "sleep"
 
@@ -49,25 +50,6 @@ class Outcome:
     pause_name: str | None = None
     unsaved: list[ExecutionEvent] = field(factory=list)
     unpublished: list[ExecutionEvent] = field(factory=list)
-
-
-class Channel(Protocol):
-    """What a replayer needs from the runtime; every member is safe to call from a worker."""
-
-    execution_id: str
-
-    def next_seq(self) -> int: ...
-
-    def clock(self) -> float: ...
-
-    def watched(self) -> bool:
-        """Whether anyone streams this execution right now."""
-
-    def write(self, saved: list[ExecutionEvent], shown: list[ExecutionEvent]) -> Awaitable[None]:
-        """Persist `saved` durably, then publish `shown`, on the main loop."""
-
-    def publish(self, shown: list[ExecutionEvent]) -> None:
-        """Publish without persisting; fire and forget."""
 
 
 class Replayer:

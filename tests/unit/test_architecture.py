@@ -80,8 +80,22 @@ CORE_FORBIDDEN = frozenset(
 # Builtins that do I/O or run code the core has no business running.
 CORE_FORBIDDEN_CALLS = frozenset({"open", "print", "input", "eval", "exec", "__import__"})
 PORTS_ALLOWED = frozenset(
-    {"__future__", "core", "ports", "typing", "attrs", "attr", "collections.abc"}
+    # flux: the SDK's own types (a Task), which the replay port names for the type checker only
+    {"__future__", "core", "ports", "flux", "typing", "attrs", "attr", "collections.abc"}
 )
+# What drives executions directly. Front ends go through the use cases of engine/calls.py and
+# engine/app.py; only the composition root builds these.
+EXECUTION_MACHINERY = frozenset(
+    {
+        "engine.runtime",
+        "engine.dispatch",
+        "engine.replay",
+        "engine.loop_threads",
+        "engine.loop_guard",
+        "engine.claims",
+    }
+)
+COMPOSITION_ROOT = ROOT / "adapters" / "bootstrap.py"
 
 
 def imported_modules(tree: ast.AST, package: str) -> list[tuple[int, str]]:
@@ -168,10 +182,52 @@ def test_sdk_never_imports_adapters(path: Path) -> None:
     assert found == []
 
 
+def protocols_defined(source: str) -> list[str]:
+    """Names of the `typing.Protocol` classes a module defines."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+                if name == "Protocol":
+                    found.append(node.name)
+    return found
+
+
+OUTSIDE_PORTS = [p for package in ("core", "engine", "flux", "adapters") for p in sources(package)]
+
+
+@pytest.mark.parametrize("path", OUTSIDE_PORTS, ids=_ids(OUTSIDE_PORTS))
+def test_protocols_live_only_in_ports(path: Path) -> None:
+    assert protocols_defined(path.read_text()) == []
+
+
+FRONT_ENDS = [p for p in sources("adapters") if p != COMPOSITION_ROOT]
+
+
+@pytest.mark.parametrize("path", FRONT_ENDS, ids=_ids(FRONT_ENDS))
+def test_nothing_outside_the_engine_drives_executions(path: Path) -> None:
+    source = path.read_text()
+    assert import_violations(source, _package_of(path), forbidden=EXECUTION_MACHINERY) == []
+    runtime_uses = [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Attribute) and node.attr in {"runtime", "executor"}
+    ]
+    assert runtime_uses == [], f"reaches for a runtime at lines {runtime_uses}"
+
+
 def test_the_layers_exist() -> None:
     # Guards the checks above against passing vacuously after a move or rename.
     assert len(sources("core")) >= 5
     assert len(sources("ports")) >= 1
+    assert COMPOSITION_ROOT.exists() and len(FRONT_ENDS) >= 10
+
+
+def test_checker_finds_protocols() -> None:
+    assert protocols_defined("class P(Protocol):\n    x: int") == ["P"]
+    assert protocols_defined("class P(typing.Protocol):\n    x: int") == ["P"]
+    assert protocols_defined("class C(Base):\n    x: int") == []
 
 
 # The checker itself, so a bug in it cannot make every rule pass.
