@@ -31,6 +31,7 @@ from core.model import (
     WorkflowVersion,
 )
 from ports.catalog import NewWorkflow, Registered
+from ports.storage import Storage
 
 Clock = Callable[[], float]
 
@@ -315,3 +316,8 @@ class MemoryStorage:
 
     async def close(self) -> None:
         return None
+
+
+def _fits(storage: MemoryStorage) -> Storage:
+    """Never called: mypy checks here that `MemoryStorage` offers every storage port."""
+    return storage

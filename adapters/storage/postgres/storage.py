@@ -25,6 +25,7 @@ from adapters.storage.postgres.leases import PostgresLeases
 from adapters.storage.postgres.rows import init_connection
 from adapters.storage.postgres.services import PostgresRevisions, PostgresServiceStore
 from adapters.storage.postgres.sql import Clock
+from ports.storage import Storage
 
 CLOSE_TIMEOUT = 10.0  # seconds close() waits for borrowed connections before cutting them
 PING_TIMEOUT = 5.0
@@ -101,3 +102,8 @@ class PostgresStorage:
         except TimeoutError:
             with contextlib.suppress(Exception):
                 self._pool.terminate()
+
+
+def _fits(storage: PostgresStorage) -> Storage:
+    """Never called: mypy checks here that `PostgresStorage` offers every storage port."""
+    return storage

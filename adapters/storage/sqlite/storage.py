@@ -28,6 +28,7 @@ from adapters.storage.sqlite.executions import SqliteExecutionLog
 from adapters.storage.sqlite.leases import SqliteLeases
 from adapters.storage.sqlite.services import SqliteRevisions, SqliteServiceStore
 from adapters.storage.sqlite.sql import Clock, read_one
+from ports.storage import Storage
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -95,3 +96,8 @@ class SqliteStorage:
     async def close(self) -> None:
         await self._writer.close()
         await self._reader.close()
+
+
+def _fits(storage: SqliteStorage) -> Storage:
+    """Never called: mypy checks here that `SqliteStorage` offers every storage port."""
+    return storage
