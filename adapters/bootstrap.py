@@ -107,8 +107,15 @@ def build_auth(settings: Settings, storage: Storage) -> Authenticator:
     return authenticator
 
 
-async def server_app(settings: Settings, executor: str = "embedded") -> web.Application:
-    """The main server as an aiohttp application; its storage and runtime close with it."""
+FLUX: web.AppKey[Flux] = web.AppKey("flux", Flux)
+
+
+async def server_app(
+    settings: Settings, executor: str = "embedded", *, mount: str = ""
+) -> web.Application:
+    """The main server as an aiohttp application; its storage and runtime close with it.
+    `mount`: the prefix an embedding application mounts it under (`add_subapp(mount, app)`);
+    `app[FLUX]` holds the use cases, for the embedding application's own handlers."""
     resources = AsyncExitStack()
     flux = await resources.enter_async_context(open_flux(settings, executor))
     limits = Limits(settings.max_body_bytes, settings.max_upload_bytes)
@@ -116,7 +123,8 @@ async def server_app(settings: Settings, executor: str = "embedded") -> web.Appl
         middlewares=[errors_as_json],
         client_max_size=max(limits.max_body_bytes, limits.max_upload_bytes) + 64 * 1024,
     )
-    Routes(flux.app, flux.calls, flux.auth, limits, flux.storage.ping).install(web_app)
+    Routes(flux.app, flux.calls, flux.auth, limits, flux.storage.ping, mount).install(web_app)
+    web_app[FLUX] = flux
     if settings.auth.enabled:  # without auth there is no 401 to carry a challenge
         install_bearer_challenge(web_app)
 

@@ -22,10 +22,15 @@ from ports.auth import Authenticate
 
 
 class CallRoutes:
-    def __init__(self, calls: ServiceCalls, auth: Authenticate, max_body_bytes: int) -> None:
+    def __init__(
+        self, calls: ServiceCalls, auth: Authenticate, max_body_bytes: int, mount: str = ""
+    ) -> None:
+        """`mount`: the path the routes are mounted under in an embedding application (its
+        answers' `status_url` and `resume_url` must point there)."""
         self.calls = calls
         self.auth = auth
         self.max_body_bytes = max_body_bytes
+        self.mount = mount.rstrip("/")
 
     def install(self, web_app: web.Application) -> None:
         r = web_app.router
@@ -39,7 +44,7 @@ class CallRoutes:
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         principal = await self._principal(request)
-        target, prefix = target_of(request)
+        target, prefix = target_of(request, self.mount)
         mode = parse.mode_of(request)
         version = parse.version_of(request)
         detailed = parse.flag(request, "detailed") if mode == "sync" else True
@@ -53,7 +58,7 @@ class CallRoutes:
 
     async def resume(self, request: web.Request) -> web.StreamResponse:
         principal = await self._principal(request)
-        target, prefix = target_of(request)
+        target, prefix = target_of(request, self.mount)
         mode = parse.mode_of(request)
         detailed = parse.flag(request, "detailed") if mode == "sync" else True
         body = await parse.read_json(request, self.max_body_bytes)
@@ -66,7 +71,7 @@ class CallRoutes:
 
     async def status(self, request: web.Request) -> web.Response:
         principal = await self._principal(request)
-        target, prefix = target_of(request)
+        target, prefix = target_of(request, self.mount)
         execution = await self.calls.status(principal, target, request.match_info["execution_id"])
         status, body = shape_execution(execution, kind="status", detailed=True, url_prefix=prefix)
         return json_response(body, status)
@@ -120,14 +125,14 @@ class CallRoutes:
         return response
 
 
-def target_of(request: web.Request) -> tuple[Target, str]:
+def target_of(request: web.Request, mount: str = "") -> tuple[Target, str]:
     """What the route names, and the URL prefix its answers point back to."""
     match = request.match_info
     if "service" in match:
         service, workflow = match["service"], match["workflow"]
-        return Target.endpoint_of(service, workflow), f"/services/{service}/{workflow}"
+        return Target.endpoint_of(service, workflow), f"{mount}/services/{service}/{workflow}"
     ref = ref_of(request)
-    return Target.workflow(ref), f"/workflows/{ref.namespace}/{ref.name}"
+    return Target.workflow(ref), f"{mount}/workflows/{ref.namespace}/{ref.name}"
 
 
 def ref_of(request: web.Request) -> WorkflowRef:

@@ -45,12 +45,13 @@ class Routes:
         auth: Authenticate,
         limits: Limits,
         storage_ping: Callable[[], Awaitable[bool]],
+        mount: str = "",
     ) -> None:
         self.app = app
         self.auth = auth
         self.limits = limits
         self.storage_ping = storage_ping
-        self.calls = CallRoutes(calls, auth, limits.max_body_bytes)
+        self.calls = CallRoutes(calls, auth, limits.max_body_bytes, mount)
 
     def install(self, web_app: web.Application) -> None:
         r = web_app.router

@@ -39,8 +39,17 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class FluxProcess:
     """One `flux` process we started; only ever ended through its own PID."""
 
-    def __init__(self, args: list[str], cwd: Path, port: int, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ):
+        """`args` of the `flux` command, or a whole other `command` (an example program)."""
         self.args, self.cwd, self.port, self.env = args, cwd, port, env
+        self.command = command or flux_command(*args)
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = cwd / f"flux-{port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -48,7 +57,7 @@ class FluxProcess:
     def start(self, timeout: float = 20.0) -> FluxProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(
-            flux_command(*self.args),
+            self.command,
             cwd=self.cwd,
             env=child_env(self.env),
             stdout=log,
