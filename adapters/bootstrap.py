@@ -37,6 +37,7 @@ from engine.runtime import Runtime
 from engine.worker import DEFAULT_LEASE, ExecutionWorker
 from ports.catalog import NewWorkflow
 from ports.executor import Executor
+from ports.gateway import ServiceGateway
 from ports.storage import Storage
 
 log = logging.getLogger("flux.auth")
@@ -214,7 +215,7 @@ def build_standalone_app(
     if mcp:
         from adapters.mcp.standalone import mount_mcp
 
-        def extra(app: web.Application, gateway: HttpServiceGateway) -> None:
+        def extra(app: web.Application, gateway: ServiceGateway) -> None:
             mount_mcp(app, gateway, options)
 
     return service_app(options, gateway, session=session, extra_setup=extra)

@@ -132,12 +132,12 @@ class Resolution:
     unresolved: tuple[WorkflowRef, ...] = ()
 
     def lookup(self, name: str) -> Endpoint | Collision | None:
-        for item in self.endpoints:
-            if item.name == name:
-                return item
-        for item in self.collisions:
-            if item.name == name:
-                return item
+        for endpoint in self.endpoints:
+            if endpoint.name == name:
+                return endpoint
+        for collision in self.collisions:
+            if collision.name == name:
+                return collision
         return None
 
 

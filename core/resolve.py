@@ -34,11 +34,11 @@ def resolve(service: ServiceDefinition, snapshot: CatalogSnapshot) -> Resolution
 
     unresolved: set[WorkflowRef] = set()
     for ref in service.workflows:
-        info = snapshot.get(ref)
-        if info is None:
+        named = snapshot.get(ref)
+        if named is None:
             unresolved.add(ref)
         else:
-            chosen[ref] = info
+            chosen[ref] = named
 
     # Exclusions are applied last so that they win over both kinds of selector.
     for ref in service.exclusions:
@@ -59,7 +59,7 @@ def reserved_names(
 ) -> tuple[str, ...]:
     """Endpoint (or colliding) names that the standalone process's own routes shadow, sorted."""
     taken = frozenset(reserved)
-    names = {item.name for item in (*resolution.endpoints, *resolution.collisions)}
+    names = {e.name for e in resolution.endpoints} | {c.name for c in resolution.collisions}
     return tuple(sorted(taken.intersection(names)))
 
 

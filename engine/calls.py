@@ -10,7 +10,7 @@ these calls and decide nothing themselves.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from attrs import frozen
@@ -85,7 +85,7 @@ class ServiceCalls:
 
     async def watch(
         self, principal: Principal, target: Target, execution_id: str
-    ) -> AsyncIterator[Execution | ExecutionEvent]:
+    ) -> AsyncGenerator[Execution | ExecutionEvent, None]:
         """The execution's progress (state changes and task events) until its stream ends."""
         await self._owned(principal, target, execution_id)
         async for item in self._executor.watch(execution_id):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any
 
 from attrs import evolve
@@ -159,7 +159,7 @@ class Dispatcher:
     async def close(self) -> None:
         return None
 
-    async def _polled(self, execution_id: str) -> AsyncIterator[Execution]:
+    async def _polled(self, execution_id: str) -> AsyncGenerator[Execution, None]:
         """The execution, read again after each change signalled or each poll interval."""
         changes = await self._signals.listen(execution_id)
         try:

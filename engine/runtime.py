@@ -101,7 +101,7 @@ class _Live:
         if self.thread is None:
             self.show(shown)
         else:
-            self.runtime._loop.call_soon_threadsafe(self.show, shown)
+            self.runtime._main_loop_of_threads().call_soon_threadsafe(self.show, shown)
 
     # main loop only
 
@@ -205,9 +205,10 @@ class Runtime:
                     state=str(execution.state),
                     execution_id=execution_id,
                 )
-            loaded, value, failure = await self._reload(execution)
-            if failure is not None:
-                return await self._settle_now(live, ExecutionState.FAILED, error=failure)
+            reloaded = await self._reload(execution)
+            if isinstance(reloaded, ExecutionError):
+                return await self._settle_now(live, ExecutionState.FAILED, error=reloaded)
+            loaded, value = reloaded
             now = self._clock()
             resumed = ExecutionEvent(
                 execution_id, live.next_seq(), EventKind.RESUMED, key, body, now
@@ -317,10 +318,11 @@ class Runtime:
             try:
                 log_ = await self._store.events(execution.execution_id)
                 live.restart_seq(log_)
-                loaded, value, failure = await self._reload(execution)
-                if failure is not None:
-                    await self._settle_now(live, ExecutionState.FAILED, error=failure)
+                reloaded = await self._reload(execution)
+                if isinstance(reloaded, ExecutionError):
+                    await self._settle_now(live, ExecutionState.FAILED, error=reloaded)
                 else:
+                    loaded, value = reloaded
                     running = execution.state is ExecutionState.CREATED
                     self._spawn(live, loaded, value, log_, mark_running=running)
             except Exception:
@@ -348,6 +350,11 @@ class Runtime:
         self._task_threads.shutdown(wait=False, cancel_futures=True)
 
     # -- internals: main loop --------------------------------------------------------------
+
+    def _main_loop_of_threads(self) -> asyncio.AbstractEventLoop:
+        """The main loop, from a loop thread: it is set before any run reaches a thread."""
+        assert self._loop is not None
+        return self._loop
 
     def _main_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -378,30 +385,23 @@ class Runtime:
     async def _existing(self, execution_id: str) -> Execution:
         return await stored_execution(self._store, execution_id)
 
-    async def _reload(
-        self, execution: Execution
-    ) -> tuple[LoadedWorkflow | None, Any, ExecutionError | None]:
+    async def _reload(self, execution: Execution) -> tuple[LoadedWorkflow, Any] | ExecutionError:
         """The workflow and converted input of a stored execution, or why it cannot run."""
         ref, version = execution.ref, execution.version
         try:
             loaded = await self._loader.stored(ref, version)
         except InvalidWorkflowSource as exc:
-            return None, None, ExecutionError("InvalidWorkflowSource", exc.message)
+            return ExecutionError("InvalidWorkflowSource", exc.message)
         if loaded is None:
-            return (
-                None,
-                None,
-                ExecutionError(
-                    "WorkflowNotFound",
-                    f"workflow '{ref}' version {version} is no longer registered; "
-                    "the execution cannot continue",
-                ),
+            return ExecutionError(
+                "WorkflowNotFound",
+                f"workflow '{ref}' version {version} is no longer registered; "
+                "the execution cannot continue",
             )
         try:
-            value = inputs.convert_input(loaded.input_type, execution.input)
+            return loaded, inputs.convert_input(loaded.input_type, execution.input)
         except Exception as exc:
-            return None, None, error_of(exc)
-        return loaded, value, None
+            return error_of(exc)
 
     def _track(self, execution: Execution, *, keep_history: bool) -> _Live:
         live = _Live(self, execution, keep_history=keep_history)
@@ -561,8 +561,8 @@ class Runtime:
 
     async def _from_thread(self, coro: Any) -> Any:
         """Run `coro` on the main loop and await it from a loop thread."""
-        assert self._loop is not None
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+        loop = self._main_loop_of_threads()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
 
 def _pending_pause(log_: Sequence[ExecutionEvent]) -> str | None:

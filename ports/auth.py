@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from attrs import field, frozen
 
 from core.permissions import Principal
+
+
+def _permissions(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(values)
 
 
 @frozen
@@ -15,7 +20,7 @@ class ApiKey:
 
     key_id: str
     name: str
-    permissions: frozenset[str] = field(converter=frozenset, factory=frozenset)
+    permissions: frozenset[str] = field(converter=_permissions, factory=frozenset)
     revoked: bool = False
     created_at: float = 0.0
 

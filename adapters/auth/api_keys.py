@@ -57,8 +57,7 @@ class ApiKeys:
         key = ApiKey(
             key_id=secrets.token_hex(8),
             name=name,
-            # mypy's attrs plugin cannot type `converter=frozenset` (ports/auth.py).
-            permissions=granted,  # type: ignore[arg-type]
+            permissions=granted,
             created_at=self._clock(),
         )
         await self.store.add(key, hash_secret(secret))

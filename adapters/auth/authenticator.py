@@ -107,4 +107,12 @@ def verifier_from_settings(settings: AuthSettings, **options: Any) -> JwtVerifie
     oidc = settings.oidc
     if not settings.enabled or not oidc.enabled or not oidc.issuer:
         return None
-    return JwtVerifier(oidc.issuer, oidc.audience, oidc.jwks_uri, **options)
+    return JwtVerifier(
+        oidc.issuer,
+        oidc.audience,
+        oidc.jwks_uri,
+        introspection_endpoint=oidc.introspection_endpoint,
+        introspection_client_id=oidc.introspection_client_id,
+        introspection_client_secret=oidc.introspection_client_secret,
+        **options,
+    )

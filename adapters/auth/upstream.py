@@ -3,7 +3,7 @@
 A token validated at `/mcp` was issued for the MCP resource (its audience), not for the main
 server. Passing it on would make the process a confused deputy, which the MCP authorization
 spec forbids ("token passthrough"). So by default the tools reach the main server with the
-process's own credentials (`FLUX_API_KEY`), and the caller's token stays at the process. An
+process's own credentials (the `api_key` setting), and the caller's token stays at the process. An
 operator whose identity provider issues tokens good for both (one audience list, the same
 permissions) can turn forwarding on with `--mcp-forward-token`.
 """

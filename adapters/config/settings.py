@@ -71,6 +71,10 @@ class OidcSettings:
     issuer: str | None = field(default=None, validator=_http_url)
     audience: str | None = None
     jwks_uri: str | None = field(default=None, validator=_http_url)
+    # RFC 7662 introspection, for providers that issue opaque (non-JWT) access tokens.
+    introspection_endpoint: str | None = field(default=None, validator=_http_url)
+    introspection_client_id: str | None = None
+    introspection_client_secret: str | None = field(default=None, repr=False)
     permissions_claim: str = field(default="permissions", validator=_non_empty)
     roles_claim: str | None = None
     # A role found in `roles_claim` grants these permissions.

@@ -85,15 +85,15 @@ class _Exchange:
             if not self.client_gone():
                 await response.prepare(self.request)
         elif kind == "http.response.body":
-            response = self.response
-            if response is None or not response.prepared or self.client_gone():
+            sent = self.response
+            if sent is None or not sent.prepared or self.client_gone():
                 return  # the client left: drop what the application still writes
             try:
                 body = message.get("body", b"")
                 if body:
-                    await response.write(body)
+                    await sent.write(body)
                 if not message.get("more_body", False):
-                    await response.write_eof()
+                    await sent.write_eof()
                     self.done.set()
             except (ConnectionError, RuntimeError) as exc:
                 log.debug("dropping ASGI response body: %s", exc)

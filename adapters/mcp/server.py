@@ -133,7 +133,8 @@ def _call_result(spec: ToolSpec, status: int, answer: Any) -> types.CallToolResu
     elif state in ("CREATED", "RUNNING"):
         hint = f'The run is in progress: call status_{name} with execution_id="{execution_id}".'
     elif state == "FAILED":
-        error = content.get("error") if isinstance(content.get("error"), dict) else {}
+        found = content.get("error")
+        error: dict[str, Any] = found if isinstance(found, dict) else {}
         hint = f"The run failed: {error.get('type', 'error')}: {error.get('message', '')}".rstrip()
     failed = state == "FAILED" or status >= 400
     return _result(content, hint, is_error=failed)
@@ -144,7 +145,9 @@ def _error_result(content: dict[str, Any], hint: str | None = None) -> types.Cal
 
 
 def _result(content: dict[str, Any], hint: str | None, *, is_error: bool) -> types.CallToolResult:
-    texts = [types.TextContent(type="text", text=json.dumps(content, default=str))]
+    texts: list[types.ContentBlock] = [
+        types.TextContent(type="text", text=json.dumps(content, default=str))
+    ]
     if hint:
         texts.append(types.TextContent(type="text", text=hint))
     return types.CallToolResult(content=texts, structured_content=content, is_error=is_error)
