@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from attrs import evolve
 
 from core.errors import AlreadyExists, InvalidState
 from core.model import EventKind, Execution, ExecutionEvent, ExecutionState, WorkflowVersion
+from core.pauses import not_resumable, pending_pause
 from engine import inputs
 from engine.registration import WorkflowLoader
 from engine.runtime import stored_execution
@@ -80,15 +81,9 @@ class Dispatcher:
     async def resume(self, execution_id: str, body: Any, *, wait: bool) -> Execution:
         execution = await self.get(execution_id)
         if execution.state is not ExecutionState.PAUSED:
-            raise _not_resumable(execution, execution.state)
+            raise not_resumable(execution_id, execution.state)
         log = await self._store.events(execution_id)
-        key = _pending_pause(log)
-        if key is None:
-            raise InvalidState(
-                f"execution {execution_id} has no pending pause point",
-                state=str(execution.state),
-                execution_id=execution_id,
-            )
+        key = pending_pause(execution, log)
         now = self._clock()
         seq = max((event.seq for event in log), default=0)
         running = evolve(
@@ -102,7 +97,7 @@ class Dispatcher:
             await self._store.save(running, events)
         except AlreadyExists:
             # Another replica resumed it first: its events took these sequence numbers.
-            raise _not_resumable(execution, ExecutionState.RUNNING) from None
+            raise not_resumable(execution_id, ExecutionState.RUNNING) from None
         return await self.wait(execution_id) if wait else running
 
     async def get(self, execution_id: str) -> Execution:
@@ -170,19 +165,3 @@ class Dispatcher:
                 delay = min(self._max_poll, delay * 1.5)
         finally:
             changes.close()
-
-
-def _not_resumable(execution: Execution, state: ExecutionState) -> InvalidState:
-    return InvalidState(
-        f"execution {execution.execution_id} is {state}, only a PAUSED execution can be resumed",
-        state=str(state),
-        execution_id=execution.execution_id,
-    )
-
-
-def _pending_pause(log: Sequence[ExecutionEvent]) -> str | None:
-    resumed = {event.key for event in log if event.kind is EventKind.RESUMED}
-    for event in reversed(log):
-        if event.kind is EventKind.PAUSED and event.key not in resumed:
-            return event.key
-    return None

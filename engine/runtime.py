@@ -32,6 +32,7 @@ from core.model import (
     ExecutionState,
     WorkflowVersion,
 )
+from core.pauses import not_resumable, pending_pause
 from engine import inputs
 from engine.loop_guard import DEFAULT_LIMIT, LoopGuard
 from engine.loop_threads import LoopThread, LoopThreadPool
@@ -188,23 +189,13 @@ class Runtime:
         if busy is not None or execution.state is not ExecutionState.PAUSED:
             # A live one is being resumed or cancelled right now: it is no longer waiting.
             state = ExecutionState.RUNNING if busy is not None else execution.state
-            raise InvalidState(
-                f"execution {execution_id} is {state}, only a PAUSED execution can be resumed",
-                state=str(state),
-                execution_id=execution_id,
-            )
+            raise not_resumable(execution_id, state)
         # Claimed before the first await below: a concurrent resume or cancel sees it as busy.
         live = self._track(execution, keep_history=not wait)
         try:
             log_ = await self._store.events(execution_id)
             live.restart_seq(log_)
-            key = _pending_pause(log_)
-            if key is None:
-                raise InvalidState(
-                    f"execution {execution_id} has no pending pause point",
-                    state=str(execution.state),
-                    execution_id=execution_id,
-                )
+            key = pending_pause(execution, log_)
             reloaded = await self._reload(execution)
             if isinstance(reloaded, ExecutionError):
                 return await self._settle_now(live, ExecutionState.FAILED, error=reloaded)
@@ -563,14 +554,6 @@ class Runtime:
         """Run `coro` on the main loop and await it from a loop thread."""
         loop = self._main_loop_of_threads()
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-
-
-def _pending_pause(log_: Sequence[ExecutionEvent]) -> str | None:
-    resumed = {event.key for event in log_ if event.kind is EventKind.RESUMED}
-    for event in reversed(log_):
-        if event.kind is EventKind.PAUSED and event.key not in resumed:
-            return event.key
-    return None
 
 
 def _ends(item: Item) -> bool:
