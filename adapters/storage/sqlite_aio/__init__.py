@@ -1,0 +1,1 @@
+"""SQLite storage over aiosqlite, for the comparison recorded in docs/architecture.md."""
