@@ -1,8 +1,8 @@
 """The one place where core values become JSON and back.
 
 A single cattrs converter carries every hook, registered once at import: refs travel as
-`"namespace/name"` strings, enums as their values, and the API shapes of docs/http-api.md
-(WorkflowInfo, endpoint, collision, service) are spelled out here and nowhere else.
+`"namespace/name"` strings, and the API shapes of docs/http-api.md (WorkflowInfo, endpoint,
+collision, service) are spelled out here and nowhere else.
 A malformed document raises `InvalidRequest` (or `InvalidName` for a bad ref), never a cattrs
 error, so callers handle one family of errors.
 """
@@ -20,10 +20,6 @@ from core.model import (
     JSON,
     Collision,
     Endpoint,
-    EventKind,
-    Execution,
-    ExecutionEvent,
-    ExecutionState,
     Resolution,
     ServiceDefinition,
     WorkflowInfo,
@@ -46,10 +42,6 @@ def _structure_ref(value: Any, _: type) -> WorkflowRef:
 converter.register_unstructure_hook(WorkflowRef, str)
 converter.register_structure_hook(WorkflowRef, _structure_ref)
 
-for _enum in (ExecutionState, EventKind):
-    converter.register_unstructure_hook(_enum, lambda member: member.value)
-    converter.register_structure_hook(_enum, lambda value, cls: cls(value))
-
 
 def _info_json(info: WorkflowInfo) -> dict[str, JSON]:
     return {
@@ -62,8 +54,7 @@ def _info_json(info: WorkflowInfo) -> dict[str, JSON]:
     }
 
 
-def _info_from_json(data: Any, _: type) -> WorkflowInfo:
-    data = _mapping(data, "workflow")
+def _info_from_json(data: Mapping[str, Any]) -> WorkflowInfo:
     if "ref" in data:
         ref = converter.structure(data["ref"], WorkflowRef)
     else:
@@ -87,7 +78,7 @@ def _endpoint_json(endpoint: Endpoint) -> dict[str, JSON]:
 
 def _endpoint_from_json(data: Any, _: type) -> Endpoint:
     data = _mapping(data, "endpoint")
-    info = _info_from_json(data, WorkflowInfo)
+    info = _info_from_json(data)
     return Endpoint(name=str(data.get("name", info.ref.name)), workflow=info)
 
 
@@ -106,7 +97,6 @@ def _collision_from_json(data: Any, _: type) -> Collision:
 
 
 converter.register_unstructure_hook(WorkflowInfo, _info_json)
-converter.register_structure_hook(WorkflowInfo, _info_from_json)
 converter.register_unstructure_hook(Endpoint, _endpoint_json)
 converter.register_structure_hook(Endpoint, _endpoint_from_json)
 converter.register_unstructure_hook(Collision, _collision_json)
@@ -147,23 +137,30 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _service_from_json(mapping: Mapping[str, Any]) -> ServiceDefinition:
+    """The definition part of a Service body; resolution fields, if present, are ignored."""
+    # cattrs alone would take a lone string letter by letter and any truthy value as true.
+    for key in ("namespaces", "workflows", "exclusions"):
+        if not isinstance(mapping.get(key, ()), list | tuple):
+            raise InvalidRequest(f"{key} must be a list", field=key)
+    fields = ("name", "namespaces", "workflows", "exclusions", "mcp_enabled", "revision")
+    raw = _structure({k: mapping[k] for k in fields if k in mapping}, ServiceDefinition)
+    # Structuring checks types only; names are checked (and selectors sorted) by new_service.
+    checked = new_service(
+        raw.name,
+        raw.namespaces,
+        raw.workflows,
+        raw.exclusions,
+        mapping.get("mcp_enabled", False),
+    )
+    return evolve(checked, revision=_int(mapping.get("revision", 1), "revision"))
+
+
 # -- public functions ----------------------------------------------------------------------------
 
 
 def workflow_info_json(info: WorkflowInfo) -> dict[str, JSON]:
     return converter.unstructure(info)
-
-
-def workflow_info_from_json(data: JSON) -> WorkflowInfo:
-    return _structure(data, WorkflowInfo)
-
-
-def endpoint_json(endpoint: Endpoint) -> dict[str, JSON]:
-    return converter.unstructure(endpoint)
-
-
-def endpoint_from_json(data: JSON) -> Endpoint:
-    return _structure(data, Endpoint)
 
 
 def service_json(
@@ -180,40 +177,14 @@ def service_json(
     return body
 
 
-def service_from_json(data: JSON) -> ServiceDefinition:
-    """A stored or received Service; resolution fields, if present, are ignored."""
-    fields = ("name", "namespaces", "workflows", "exclusions", "mcp_enabled", "revision")
-    mapping = _mapping(data, "service")
-    raw = _structure({k: mapping[k] for k in fields if k in mapping}, ServiceDefinition)
-    # Structuring checks types only; names are checked (and selectors sorted) by new_service.
-    checked = new_service(raw.name, raw.namespaces, raw.workflows, raw.exclusions, raw.mcp_enabled)
-    return evolve(checked, revision=_int(mapping.get("revision", 1), "revision"))
-
-
 def resolution_from_json(data: JSON) -> Resolution:
     """A Service body with its resolution (as `GET /services/{name}` answers) back into a
     `Resolution`, e.g. for a standalone process that caches what the main server resolved."""
     mapping = _mapping(data, "service")
     return Resolution(
-        service=service_from_json(mapping),
+        service=_service_from_json(mapping),
         catalog_revision=_int(mapping.get("catalog_revision", 0), "catalog_revision"),
         endpoints=_structure(mapping.get("endpoints", []), tuple[Endpoint, ...]),
         collisions=_structure(mapping.get("collisions", []), tuple[Collision, ...]),
         unresolved=_structure(mapping.get("unresolved", []), tuple[WorkflowRef, ...]),
     )
-
-
-def execution_json(execution: Execution) -> dict[str, JSON]:
-    return converter.unstructure(execution)
-
-
-def execution_from_json(data: JSON) -> Execution:
-    return _structure(_mapping(data, "execution"), Execution)
-
-
-def event_json(event: ExecutionEvent) -> dict[str, JSON]:
-    return converter.unstructure(event)
-
-
-def event_from_json(data: JSON) -> ExecutionEvent:
-    return _structure(_mapping(data, "event"), ExecutionEvent)

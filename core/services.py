@@ -1,4 +1,4 @@
-"""Service definitions: creation, edits and the PUT update, all pure and validated.
+"""Service definitions: creation and the PUT update (every edit), all pure and validated.
 
 Selectors are stored sorted and unique, so two services built from the same selectors in any
 order, with any repeats, compare equal. Revisions are the store's business, never bumped here.
@@ -81,53 +81,6 @@ def parse_new_service(body: Any) -> ServiceDefinition:
     )
 
 
-# -- edits one selector at a time (the CLI's add/remove/exclude/include) ----------------------
-
-
-def _with(service: ServiceDefinition, **changes: Any) -> ServiceDefinition:
-    if all(getattr(service, key) == value for key, value in changes.items()):
-        return service
-    return evolve(service, **changes)
-
-
-def _added(values: Iterable[Any], item: Any) -> tuple[Any, ...]:
-    return tuple(sorted({*values, item}))
-
-
-def _removed(values: Iterable[Any], item: Any) -> tuple[Any, ...]:
-    return tuple(sorted(set(values) - {item}))
-
-
-def add_namespace(service: ServiceDefinition, namespace: str) -> ServiceDefinition:
-    return _with(service, namespaces=_added(service.namespaces, validate_namespace(namespace)))
-
-
-def remove_namespace(service: ServiceDefinition, namespace: str) -> ServiceDefinition:
-    return _with(service, namespaces=_removed(service.namespaces, validate_namespace(namespace)))
-
-
-def add_workflow(service: ServiceDefinition, ref: RefLike) -> ServiceDefinition:
-    return _with(service, workflows=_added(service.workflows, _as_ref(ref)))
-
-
-def remove_workflow(service: ServiceDefinition, ref: RefLike) -> ServiceDefinition:
-    return _with(service, workflows=_removed(service.workflows, _as_ref(ref)))
-
-
-def exclude(service: ServiceDefinition, ref: RefLike) -> ServiceDefinition:
-    return _with(service, exclusions=_added(service.exclusions, _as_ref(ref)))
-
-
-def include(service: ServiceDefinition, ref: RefLike) -> ServiceDefinition:
-    """Lift an exclusion. It does not add a workflow selector: the ref comes back only if a
-    namespace or workflow selector still picks it."""
-    return _with(service, exclusions=_removed(service.exclusions, _as_ref(ref)))
-
-
-def set_mcp(service: ServiceDefinition, enabled: bool) -> ServiceDefinition:
-    return _with(service, mcp_enabled=_check_bool(enabled, "mcp_enabled"))
-
-
 # -- the PUT update ------------------------------------------------------------------------------
 
 
@@ -185,6 +138,13 @@ def parse_service_update(body: Any) -> ServiceUpdate:
     if mcp_enabled is not None:
         _check_bool(mcp_enabled, "mcp_enabled")
     return ServiceUpdate(**lists, mcp_enabled=mcp_enabled)
+
+
+def _with(service: ServiceDefinition, **changes: Any) -> ServiceDefinition:
+    # Nothing changed: hand back the very same value, not an equal copy.
+    if all(getattr(service, key) == value for key, value in changes.items()):
+        return service
+    return evolve(service, **changes)
 
 
 def apply_update(service: ServiceDefinition, update: ServiceUpdate) -> ServiceDefinition:

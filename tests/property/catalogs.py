@@ -43,16 +43,3 @@ def selectors(draw) -> dict[str, list]:
         "workflows": draw(st.lists(refs, max_size=6)),
         "exclusions": draw(st.lists(refs | catalog_refs, max_size=6)),
     }
-
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53), 2**53)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
-    ),
-    max_leaves=8,
-)

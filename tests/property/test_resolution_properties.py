@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from core.model import CatalogSnapshot, Resolution, ServiceDefinition, WorkflowInfo, WorkflowRef
 from core.resolve import resolve
-from core.services import exclude, new_service
+from core.services import ServiceUpdate, apply_update, new_service
 
 from .catalogs import CORE, UNKNOWN_NAMESPACE, catalog_refs, catalogs, selectors
 
@@ -65,12 +65,18 @@ def test_selector_order_and_repeats_do_not_matter(snapshot, raw, data) -> None:
 def test_an_exclusion_always_wins(snapshot, raw, ref) -> None:
     service = service_of(raw)
     before = resolved_refs(resolve(service, snapshot))
-    after = resolved_refs(resolve(exclude(service, ref), snapshot))
+    excluded = apply_update(service, ServiceUpdate(add_exclusions=(str(ref),)))
+    after = resolved_refs(resolve(excluded, snapshot))
     assert ref not in after
     assert after == before - {ref}
     # even when the excluded ref is also named and its namespace selected
-    loud = new_service("svc", [ref.namespace, *raw["namespaces"]], [ref, *raw["workflows"]])
-    assert ref not in resolved_refs(resolve(exclude(loud, ref), snapshot))
+    loud = new_service(
+        "svc",
+        [ref.namespace, *raw["namespaces"]],
+        [ref, *raw["workflows"]],
+        exclusions=[ref],
+    )
+    assert ref not in resolved_refs(resolve(loud, snapshot))
 
 
 @CORE

@@ -6,29 +6,9 @@ import json
 
 import pytest
 
-from core.convert import (
-    endpoint_from_json,
-    event_from_json,
-    event_json,
-    execution_from_json,
-    execution_json,
-    resolution_from_json,
-    service_from_json,
-    service_json,
-    workflow_info_from_json,
-    workflow_info_json,
-)
+from core.convert import resolution_from_json, service_json, workflow_info_json
 from core.errors import InvalidName, InvalidRequest
-from core.model import (
-    CatalogSnapshot,
-    EventKind,
-    Execution,
-    ExecutionError,
-    ExecutionEvent,
-    ExecutionState,
-    WorkflowInfo,
-    WorkflowRef,
-)
+from core.model import CatalogSnapshot, Endpoint, Resolution, WorkflowInfo, WorkflowRef
 from core.resolve import resolve
 from core.services import new_service
 
@@ -45,10 +25,35 @@ def test_workflow_info_shape() -> None:
         "input_schema": {"type": "object"},
         "description": "Make an invoice.",
     }
-    assert workflow_info_from_json(workflow_info_json(info)) == info
-    assert workflow_info_from_json({"namespace": "billing", "name": "invoice", "version": 3}) == (
-        WorkflowInfo(R("billing/invoice"), 3)
-    )
+    assert json.loads(json.dumps(workflow_info_json(info))) == workflow_info_json(info)
+    assert workflow_info_json(WorkflowInfo(R("default/ping"), 1)) == {
+        "ref": "default/ping",
+        "namespace": "default",
+        "name": "ping",
+        "version": 1,
+        "input_schema": None,
+        "description": "",
+    }
+
+
+def test_an_endpoint_reads_back_as_the_workflow_info_it_was_written_from() -> None:
+    info = WorkflowInfo(R("billing/invoice"), 3, {"type": "object"}, "Make an invoice.")
+    service = new_service("billing", namespaces=["billing"])
+    body = service_json(service, resolve(service, CatalogSnapshot(1, (info,))))
+    (endpoint,) = resolution_from_json(body).endpoints
+    assert endpoint == Endpoint("invoice", info)
+    # the endpoint body says the name once, as the endpoint's
+    (written,) = body["endpoints"]
+    assert written == {"name": "invoice", **workflow_info_json(info)}
+
+
+def test_an_endpoint_without_ref_is_read_from_namespace_and_name() -> None:
+    body = {
+        "name": "s",
+        "endpoints": [{"name": "invoice", "namespace": "billing", "version": 3}],
+    }
+    (endpoint,) = resolution_from_json(body).endpoints
+    assert endpoint == Endpoint("invoice", WorkflowInfo(R("billing/invoice"), 3))
 
 
 def test_service_shape_of_the_http_contract() -> None:
@@ -107,7 +112,7 @@ def test_service_shape_of_the_http_contract() -> None:
     }
     assert json.loads(json.dumps(body)) == body
     assert resolution_from_json(body) == resolve(service, snapshot)
-    assert service_from_json(body) == service
+    assert resolution_from_json(body).service == service
 
 
 def test_service_without_resolution_has_only_the_definition() -> None:
@@ -122,82 +127,54 @@ def test_service_without_resolution_has_only_the_definition() -> None:
     }
 
 
-def test_service_from_json_checks_names_and_keeps_the_revision() -> None:
+def test_reading_a_service_back_checks_names_and_keeps_the_revision() -> None:
     body = {"name": "s", "namespaces": ["b", "a"], "workflows": ["x"], "revision": 9}
-    service = service_from_json(body)
-    assert service.namespaces == ("a", "b")
-    assert service.workflows == (R("default/x"),)
-    assert service.revision == 9
-    with pytest.raises(InvalidName):
-        service_from_json({"name": "S"})
-    with pytest.raises(InvalidRequest):
-        service_from_json({"name": "s", "revision": "9"})
-    with pytest.raises(InvalidRequest):
-        service_from_json("s")
-
-
-def test_execution_shape_and_round_trip() -> None:
-    execution = Execution(
-        execution_id="e1",
-        ref=R("billing/invoice"),
-        version=2,
-        state=ExecutionState.FAILED,
-        input={"a": [1, 2]},
-        output=None,
-        error=ExecutionError("ValueError", "boom"),
-        pause_name=None,
-        created_at=1.5,
-        updated_at=2.5,
-    )
-    body = execution_json(execution)
-    assert body["ref"] == "billing/invoice"
-    assert body["state"] == "FAILED"
-    assert type(body["state"]) is str
-    assert body["error"] == {"type": "ValueError", "message": "boom"}
-    assert execution_from_json(json.loads(json.dumps(body))) == execution
-
-
-def test_event_shape_and_round_trip() -> None:
-    event = ExecutionEvent("e1", 3, EventKind.RESUMED, "approval#0", {"ok": True}, 4.0)
-    body = event_json(event)
-    assert body == {
-        "execution_id": "e1",
-        "seq": 3,
-        "kind": "resumed",
-        "key": "approval#0",
-        "value": {"ok": True},
-        "at": 4.0,
-    }
-    assert type(body["kind"]) is str
-    assert event_from_json(body) == event
+    resolution = resolution_from_json(body)
+    assert resolution.service.namespaces == ("a", "b")
+    assert resolution.service.workflows == (R("default/x"),)
+    assert resolution.service.revision == 9
+    # a definition alone (no resolution fields) reads back as a resolution of nothing
+    assert resolution == Resolution(service=resolution.service, catalog_revision=0)
+    plain = new_service("s", namespaces=["a"], exclusions=["a/x"], mcp_enabled=True)
+    assert resolution_from_json(service_json(plain)).service == plain
 
 
 @pytest.mark.parametrize(
-    "mutate",
+    "body, error, match",
     [
-        lambda b: b.pop("ref"),
-        lambda b: b.update(state="DONE"),
-        lambda b: b.update(ref="a/b/c"),
-        lambda b: b.update(error="boom"),
+        ("s", InvalidRequest, "service must be a JSON object"),
+        (None, InvalidRequest, "service must be a JSON object"),
+        ({"namespaces": []}, InvalidRequest, "missing field 'name'"),
+        ({"name": "S"}, InvalidName, "service name"),
+        ({"name": "s", "namespaces": ["Bad NS"]}, InvalidName, "namespace"),
+        ({"name": "s", "namespaces": 5}, InvalidRequest, "namespaces must be a list"),
+        # a lone string is not taken letter by letter, nor a truthy value as true
+        ({"name": "s", "namespaces": "ab"}, InvalidRequest, "namespaces must be a list"),
+        ({"name": "s", "exclusions": "a/b"}, InvalidRequest, "exclusions must be a list"),
+        ({"name": "s", "mcp_enabled": "no"}, InvalidRequest, "mcp_enabled"),
+        ({"name": "s", "mcp_enabled": 1}, InvalidRequest, "mcp_enabled"),
+        ({"name": "s", "workflows": [3]}, InvalidRequest, "must be a string"),
+        ({"name": "s", "workflows": ["a/b/c"]}, InvalidRequest, "namespace/name"),
+        ({"name": "s", "revision": "9"}, InvalidRequest, "revision must be an integer"),
+        ({"name": "s", "revision": True}, InvalidRequest, "revision must be an integer"),
+        ({"name": "s", "catalog_revision": "3"}, InvalidRequest, "catalog_revision"),
+        ({"name": "s", "endpoints": [[]]}, InvalidRequest, "endpoint must be a JSON object"),
+        ({"name": "s", "endpoints": "x"}, InvalidRequest, "endpoint must be a JSON object"),
+        ({"name": "s", "endpoints": [{"name": "x"}]}, InvalidRequest, "namespace"),
+        (
+            {"name": "s", "endpoints": [{"ref": "a/b", "version": True}]},
+            InvalidRequest,
+            "version must be an integer",
+        ),
+        (
+            {"name": "s", "endpoints": [{"ref": "a/b", "version": 1, "input_schema": "object"}]},
+            InvalidRequest,
+            "input_schema",
+        ),
+        ({"name": "s", "collisions": ["boom"]}, InvalidRequest, "collision must be"),
+        ({"name": "s", "unresolved": ["a/b/c"]}, InvalidRequest, "namespace/name"),
     ],
 )
-def test_malformed_execution_raises_invalid_request(mutate) -> None:
-    body = execution_json(Execution("e1", R("a/b"), 1, ExecutionState.RUNNING))
-    mutate(body)
-    with pytest.raises(InvalidRequest, match="malformed Execution"):
-        execution_from_json(body)
-
-
-def test_malformed_documents() -> None:
-    with pytest.raises(InvalidRequest):
-        event_from_json({"execution_id": "e", "seq": 1, "kind": "nope"})
-    with pytest.raises(InvalidRequest):
-        event_from_json(None)
-    with pytest.raises(InvalidRequest):
-        workflow_info_from_json({"ref": "a/b", "version": True})
-    with pytest.raises(InvalidRequest):
-        workflow_info_from_json({"ref": "a/b", "version": 1, "input_schema": "object"})
-    with pytest.raises(InvalidRequest):
-        endpoint_from_json([])
-    with pytest.raises(InvalidRequest):
-        resolution_from_json({"name": "s", "endpoints": [{"name": "x"}]})
+def test_malformed_service_bodies_raise_a_flux_error(body, error, match) -> None:
+    with pytest.raises(error, match=match):
+        resolution_from_json(body)

@@ -1,4 +1,4 @@
-"""core.services: validation, normalisation, CLI-style edits and the PUT update."""
+"""core.services: validation, normalisation and the PUT update (which the CLI's edits send)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,10 @@ from core.errors import InvalidName, InvalidRequest
 from core.model import ServiceDefinition, WorkflowRef
 from core.services import (
     ServiceUpdate,
-    add_namespace,
-    add_workflow,
     apply_update,
-    exclude,
-    include,
     new_service,
     parse_new_service,
     parse_service_update,
-    remove_namespace,
-    remove_workflow,
-    set_mcp,
 )
 
 R = WorkflowRef.parse
@@ -84,45 +77,62 @@ def test_parse_new_service() -> None:
         parse_new_service(["b"])
 
 
-def test_single_edits_are_idempotent_and_undoable() -> None:
+def test_single_selector_updates_are_idempotent_and_undoable() -> None:
     base = new_service("s", namespaces=["a"])
-    added = add_namespace(base, "b")
+    added = apply_update(base, ServiceUpdate(add_namespaces=("b",)))
     assert added.namespaces == ("a", "b")
-    assert add_namespace(added, "b") is added
-    assert remove_namespace(added, "b") == base
-    assert remove_namespace(base, "zzz") is base
+    assert apply_update(added, ServiceUpdate(add_namespaces=("b",))) is added
+    assert apply_update(added, ServiceUpdate(remove_namespaces=("b",))) == base
+    assert apply_update(base, ServiceUpdate(remove_namespaces=("zzz",))) is base
 
-    with_wf = add_workflow(base, "x/y")
+    with_wf = apply_update(base, ServiceUpdate(add_workflows=("x/y",)))
     assert with_wf.workflows == (R("x/y"),)
-    assert add_workflow(with_wf, R("x/y")) is with_wf
-    assert remove_workflow(with_wf, "x/y") == base
+    assert apply_update(with_wf, ServiceUpdate(add_workflows=("x/y",))) is with_wf
+    assert apply_update(with_wf, ServiceUpdate(remove_workflows=("x/y",))) == base
 
-    excluded = exclude(base, "a/secret")
+    # the CLI's `service exclude` / `service include`
+    excluded = apply_update(base, parse_service_update({"add_exclusions": ["a/secret"]}))
     assert excluded.exclusions == (R("a/secret"),)
-    assert exclude(excluded, "a/secret") is excluded
-    assert include(excluded, "a/secret") == base
-    assert include(base, "a/secret") is base
+    assert apply_update(excluded, ServiceUpdate(add_exclusions=("a/secret",))) is excluded
+    included = apply_update(excluded, parse_service_update({"remove_exclusions": ["a/secret"]}))
+    assert included == base
+    assert apply_update(base, ServiceUpdate(remove_exclusions=("a/secret",))) is base
 
-    assert set_mcp(base, True).mcp_enabled is True
-    assert set_mcp(set_mcp(base, True), False) == base
-
-
-def test_edits_validate_their_argument() -> None:
-    base = new_service("s")
-    with pytest.raises(InvalidName):
-        add_namespace(base, "Nope!")
-    with pytest.raises(InvalidName):
-        exclude(base, "a/b/c")
-    with pytest.raises(InvalidName):
-        remove_workflow(base, "a/1x")
-    with pytest.raises(InvalidRequest):
-        set_mcp(base, 1)  # type: ignore[arg-type]
+    on = apply_update(base, ServiceUpdate(mcp_enabled=True))
+    assert on.mcp_enabled is True
+    assert apply_update(on, ServiceUpdate(mcp_enabled=False)) == base
+    assert apply_update(on, ServiceUpdate(mcp_enabled=None)) is on
 
 
-def test_edits_keep_the_revision() -> None:
+def test_include_does_not_add_a_workflow_selector() -> None:
+    excluded = new_service("s", exclusions=["a/secret"])
+    included = apply_update(excluded, ServiceUpdate(remove_exclusions=("a/secret",)))
+    assert included == new_service("s")
+    assert included.workflows == ()
+
+
+@pytest.mark.parametrize(
+    "update, error",
+    [
+        (ServiceUpdate(add_namespaces=("Nope!",)), InvalidName),
+        (ServiceUpdate(remove_namespaces=("Nope!",)), InvalidName),
+        (ServiceUpdate(add_exclusions=("a/b/c",)), InvalidName),
+        (ServiceUpdate(remove_exclusions=("a/b/c",)), InvalidName),
+        (ServiceUpdate(add_workflows=("a/1x",)), InvalidName),
+        (ServiceUpdate(remove_workflows=("a/1x",)), InvalidName),
+        (ServiceUpdate(mcp_enabled=1), InvalidRequest),  # type: ignore[arg-type]
+    ],
+)
+def test_apply_update_validates_its_argument(update, error) -> None:
+    # an update built in code, not parsed from a body, is still checked
+    with pytest.raises(error):
+        apply_update(new_service("s"), update)
+
+
+def test_updates_keep_the_revision() -> None:
     service = new_service("s")
     stored = ServiceDefinition(name="s", revision=7)
-    assert add_namespace(stored, "a").revision == 7
+    assert apply_update(stored, ServiceUpdate(add_namespaces=("a",))).revision == 7
     assert service.revision == 1
 
 
