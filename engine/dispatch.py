@@ -28,6 +28,7 @@ from core.model import EventKind, Execution, ExecutionEvent, ExecutionState, Wor
 from core.pauses import not_resumable, pending_pause
 from engine import inputs
 from engine.registration import WorkflowLoader
+from engine.runs import new_execution
 from engine.runtime import stored_execution
 from ports.executions import ExecutionLog, ExecutionSignals
 
@@ -61,15 +62,8 @@ class Dispatcher:
         """Validate the input and persist a CREATED execution; returns at once."""
         loaded = self._loader.cached(version) or await self._loader.load(version)
         inputs.convert_input(loaded.input_type, body)  # raises the same errors as embedded
-        now = self._clock()
-        execution = Execution(
-            execution_id=self._new_id(),
-            ref=version.info.ref,
-            version=version.info.version,
-            state=ExecutionState.CREATED,
-            input=body,
-            created_at=now,
-            updated_at=now,
+        execution = new_execution(
+            version, body, ExecutionState.CREATED, new_id=self._new_id, clock=self._clock
         )
         await self._store.create(execution)
         return execution

@@ -11,18 +11,15 @@ engine/loop_threads.py). See docs/engine.md for the choices.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import itertools
 import logging
 import time
-import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from attrs import evolve
 
-from core.errors import ExecutionNotFound, InvalidState, InvalidWorkflowSource
+from core.errors import InvalidState
 from core.model import (
     IN_PROGRESS,
     EventKind,
@@ -34,87 +31,17 @@ from core.model import (
 )
 from core.pauses import not_resumable, pending_pause
 from engine import inputs
-from engine.loop_guard import DEFAULT_LIMIT, LoopGuard
-from engine.loop_threads import LoopThread, LoopThreadPool
+from engine.live import Item, Live, new_execution_id, stored_execution
+from engine.loop_guard import DEFAULT_LIMIT
+from engine.placement import TASK_THREADS, Placement
 from engine.registration import LoadedWorkflow, WorkflowLoader
-from engine.replay import Outcome, Replayer, error_of
-from flux.context import ExecutionContext
+from engine.replay import Outcome
+from engine.runs import new_execution, reload
 from ports.executions import ExecutionLog
 
 log = logging.getLogger("flux.engine")
 
-Item = ExecutionEvent | Execution
-
 _RECENT_HISTORIES = 512
-TASK_THREADS = 32  # sync tasks running at once, over all executions
-
-
-async def stored_execution(store: ExecutionLog, execution_id: str) -> Execution:
-    """The stored execution; `ExecutionNotFound` when there is none."""
-    found = await store.get(execution_id)
-    if found is None:
-        raise ExecutionNotFound(
-            f"execution {execution_id} does not exist", execution_id=execution_id
-        )
-    return found
-
-
-def new_execution_id() -> str:
-    return uuid.uuid4().hex
-
-
-class _Live:
-    """An execution this runtime is driving (or cancelling): its latest stored state, the
-    future its waiters share, and what its watchers have been shown."""
-
-    def __init__(
-        self, runtime: Runtime, execution: Execution, *, keep_history: bool, next_seq: int = 1
-    ) -> None:
-        self.runtime = runtime
-        self.execution = execution
-        self.execution_id = execution.execution_id
-        self.settled: asyncio.Future[Execution] = runtime._main_loop().create_future()
-        self.history: list[Item] | None = [] if keep_history else None
-        self.queues: list[asyncio.Queue[Item]] = []
-        self.cancel_requested = False
-        # What to cancel while the workflow code runs: the driving task for a run on the main
-        # loop, the future of the run on its loop thread otherwise.
-        self.run: asyncio.Future[None] | concurrent.futures.Future[Outcome] | None = None
-        self.thread: LoopThread | None = None  # None: the run shares the main loop
-        self._seq = itertools.count(next_seq)
-
-    # engine.replay.Channel
-
-    def next_seq(self) -> int:
-        return next(self._seq)
-
-    def clock(self) -> float:
-        return self.runtime._clock()
-
-    def watched(self) -> bool:
-        return bool(self.queues)
-
-    def write(self, saved: list[ExecutionEvent], shown: list[ExecutionEvent]) -> Awaitable[None]:
-        written = self.runtime._write(self, saved, shown)
-        return written if self.thread is None else self.runtime._from_thread(written)
-
-    def publish(self, shown: list[ExecutionEvent]) -> None:
-        if self.thread is None:
-            self.show(shown)
-        else:
-            self.runtime._main_loop_of_threads().call_soon_threadsafe(self.show, shown)
-
-    # main loop only
-
-    def restart_seq(self, log: Sequence[ExecutionEvent]) -> None:
-        self._seq = itertools.count(max((event.seq for event in log), default=0) + 1)
-
-    def show(self, items: Sequence[Item]) -> None:
-        if self.history is not None:
-            self.history.extend(items)
-        for queue in self.queues:
-            for item in items:
-                queue.put_nowait(item)
 
 
 class Runtime:
@@ -142,18 +69,16 @@ class Runtime:
     ) -> None:
         self._store = executions
         self._loader = loader
-        self._pool = LoopThreadPool(loop_threads)
-        # Sync tasks of every run, wherever the run is: they may block (that is what they are
-        # for), so they get a pool of their own rather than the loop's small default one.
-        self._task_threads = concurrent.futures.ThreadPoolExecutor(
-            max_workers=task_threads, thread_name_prefix="flux-task"
+        self._placement = Placement(
+            loop_threads=loop_threads,
+            task_threads=task_threads,
+            blocking_limit=blocking_limit,
+            share_loop=share_loop,
         )
-        self._guard = LoopGuard(blocking_limit)
-        self._share_loop = share_loop
         self._clock = clock
         self._new_id = new_id
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, Live] = {}
         self._recent: OrderedDict[str, list[Item]] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -163,7 +88,9 @@ class Runtime:
     async def start(self, version: WorkflowVersion, body: Any) -> Execution:
         """Validate the input, persist a CREATED execution and schedule it; returns at once."""
         loaded, value = await self._prepare(version, body)
-        execution = self._new_execution(version, body, ExecutionState.CREATED)
+        execution = new_execution(
+            version, body, ExecutionState.CREATED, new_id=self._new_id, clock=self._clock
+        )
         await self._store.create(execution)
         live = self._track(execution, keep_history=True)
         live.show([execution])
@@ -175,7 +102,9 @@ class Runtime:
         loaded, value = await self._prepare(version, body)
         # Stored as RUNNING straight away: a sync call has no observer of CREATED, and it saves
         # a write. A crash before the end still leaves it for recover().
-        execution = self._new_execution(version, body, ExecutionState.RUNNING)
+        execution = new_execution(
+            version, body, ExecutionState.RUNNING, new_id=self._new_id, clock=self._clock
+        )
         await self._store.create(execution)
         live = self._track(execution, keep_history=False)
         self._spawn(live, loaded, value, (), mark_running=False)
@@ -196,7 +125,7 @@ class Runtime:
             log_ = await self._store.events(execution_id)
             live.restart_seq(log_)
             key = pending_pause(execution, log_)
-            reloaded = await self._reload(execution)
+            reloaded = await reload(self._loader, execution)
             if isinstance(reloaded, ExecutionError):
                 return await self._settle_now(live, ExecutionState.FAILED, error=reloaded)
             loaded, value = reloaded
@@ -211,7 +140,7 @@ class Runtime:
                 pause_name=None,
                 updated_at=now,
             )
-            await self._store.save(running, [resumed, self._state_event(live, running)])
+            await self._store.save(running, [resumed, live.state_event(running)])
         except BaseException:
             self._forget(live)
             raise
@@ -252,22 +181,8 @@ class Runtime:
             if live is None:
                 yield execution
                 return
-        backlog = list(live.history) if live.history is not None else [live.execution]
-        queue: asyncio.Queue[Item] = asyncio.Queue()
-        live.queues.append(queue)
-        try:
-            for item in backlog:
-                yield item
-                if _ends(item):
-                    return
-            while True:
-                item = await queue.get()
-                yield item
-                if _ends(item):
-                    return
-        finally:
-            if queue in live.queues:
-                live.queues.remove(queue)
+        async for item in live.follow():
+            yield item
 
     async def cancel(self, execution_id: str) -> Execution:
         """Cancel a created, running or paused execution; returns it once it has settled (as
@@ -309,7 +224,7 @@ class Runtime:
             try:
                 log_ = await self._store.events(execution.execution_id)
                 live.restart_seq(log_)
-                reloaded = await self._reload(execution)
+                reloaded = await reload(self._loader, execution)
                 if isinstance(reloaded, ExecutionError):
                     await self._settle_now(live, ExecutionState.FAILED, error=reloaded)
                 else:
@@ -336,9 +251,7 @@ class Runtime:
             if not live.settled.done():
                 live.settled.cancel()
         self._live.clear()
-        await self._pool.close()
-        # Threads still inside a blocking sync task cannot be interrupted: not waited for.
-        self._task_threads.shutdown(wait=False, cancel_futures=True)
+        await self._placement.close()
 
     # -- internals: main loop --------------------------------------------------------------
 
@@ -359,58 +272,26 @@ class Runtime:
         loaded = self._loader.cached(version) or await self._loader.load(version)
         return loaded, inputs.convert_input(loaded.input_type, body)
 
-    def _new_execution(
-        self, version: WorkflowVersion, body: Any, state: ExecutionState
-    ) -> Execution:
-        now = self._clock()
-        return Execution(
-            execution_id=self._new_id(),
-            ref=version.info.ref,
-            version=version.info.version,
-            state=state,
-            input=body,
-            created_at=now,
-            updated_at=now,
-        )
-
     async def _existing(self, execution_id: str) -> Execution:
         return await stored_execution(self._store, execution_id)
 
-    async def _reload(self, execution: Execution) -> tuple[LoadedWorkflow, Any] | ExecutionError:
-        """The workflow and converted input of a stored execution, or why it cannot run."""
-        ref, version = execution.ref, execution.version
-        try:
-            loaded = await self._loader.stored(ref, version)
-        except InvalidWorkflowSource as exc:
-            return ExecutionError("InvalidWorkflowSource", exc.message)
-        if loaded is None:
-            return ExecutionError(
-                "WorkflowNotFound",
-                f"workflow '{ref}' version {version} is no longer registered; "
-                "the execution cannot continue",
-            )
-        try:
-            return loaded, inputs.convert_input(loaded.input_type, execution.input)
-        except Exception as exc:
-            return error_of(exc)
-
-    def _track(self, execution: Execution, *, keep_history: bool) -> _Live:
-        live = _Live(self, execution, keep_history=keep_history)
+    def _track(self, execution: Execution, *, keep_history: bool) -> Live:
+        live = Live(self, execution, keep_history=keep_history)
         self._live[execution.execution_id] = live
         return live
 
-    def _untrack(self, live: _Live) -> None:
+    def _untrack(self, live: Live) -> None:
         if self._live.get(live.execution_id) is live:
             del self._live[live.execution_id]
 
-    def _forget(self, live: _Live) -> None:
+    def _forget(self, live: Live) -> None:
         self._untrack(live)
         if not live.settled.done():
             live.settled.cancel()
 
     def _spawn(
         self,
-        live: _Live,
+        live: Live,
         loaded: LoadedWorkflow,
         value: Any,
         log_: Sequence[ExecutionEvent],
@@ -423,7 +304,7 @@ class Runtime:
 
     async def _execute(
         self,
-        live: _Live,
+        live: Live,
         loaded: LoadedWorkflow,
         value: Any,
         log_: Sequence[ExecutionEvent],
@@ -434,24 +315,12 @@ class Runtime:
                 running = evolve(
                     live.execution, state=ExecutionState.RUNNING, updated_at=self._clock()
                 )
-                await self._store.save(running, [self._state_event(live, running)])
+                await self._store.save(running, [live.state_event(running)])
                 live.execution = running
                 live.show([running])
             if live.cancel_requested:
                 raise asyncio.CancelledError
-            execution = live.execution
-            context = ExecutionContext(
-                value,
-                execution.execution_id,
-                execution.ref.namespace,
-                execution.ref.name,
-                execution.version,
-            )
-            replayer = Replayer(live, loaded, context, log_, self._task_threads)
-            if self._share_loop and self._guard.may_share_the_loop(loaded):
-                outcome = await self._run_here(live, loaded, replayer)
-            else:
-                outcome = await self._run_on_a_thread(live, replayer)
+            outcome = await self._placement.run(live, loaded, value, log_)
         except asyncio.CancelledError:
             if self._closed or not live.cancel_requested:
                 raise  # the runtime is closing: the store keeps it RUNNING for recover()
@@ -469,24 +338,7 @@ class Runtime:
             log.exception("execution %s: the final state could not be saved", live.execution_id)
             self._forget_with_error(live, exc)
 
-    async def _run_here(self, live: _Live, loaded: LoadedWorkflow, replayer: Replayer) -> Outcome:
-        live.run = asyncio.current_task()
-        try:
-            return await self._guard.watch(loaded, replayer.run())
-        finally:
-            live.run = None  # from here on a cancel waits for the final state to be saved
-
-    async def _run_on_a_thread(self, live: _Live, replayer: Replayer) -> Outcome:
-        thread = live.thread = self._pool.pick()
-        thread.active += 1
-        try:
-            live.run = thread.submit(replayer.run())
-            return await asyncio.wrap_future(live.run)
-        finally:
-            live.run = None
-            thread.active -= 1
-
-    async def _finish(self, live: _Live, outcome: Outcome) -> None:
+    async def _finish(self, live: Live, outcome: Outcome) -> None:
         now = self._clock()
         execution = evolve(
             live.execution,
@@ -496,18 +348,18 @@ class Runtime:
             pause_name=outcome.pause_name,
             updated_at=now,
         )
-        await self._store.save(execution, [*outcome.unsaved, self._state_event(live, execution)])
+        await self._store.save(execution, [*outcome.unsaved, live.state_event(execution)])
         live.execution = execution
         live.show([*outcome.unpublished, execution])
         self._settled(live, execution)
 
     async def _settle_now(
-        self, live: _Live, state: ExecutionState, *, error: ExecutionError | None = None
+        self, live: Live, state: ExecutionState, *, error: ExecutionError | None = None
     ) -> Execution:
         await self._finish(live, Outcome(state, error=error))
         return live.execution
 
-    def _settled(self, live: _Live, execution: Execution) -> None:
+    def _settled(self, live: Live, execution: Execution) -> None:
         self._untrack(live)
         if live.history is not None:
             # Kept a little while: a stream that subscribes just after a quick run finishes
@@ -521,7 +373,7 @@ class Runtime:
         if not live.settled.done():
             live.settled.set_result(execution)
 
-    def _forget_with_error(self, live: _Live, exc: BaseException) -> None:
+    def _forget_with_error(self, live: Live, exc: BaseException) -> None:
         self._untrack(live)
         if not live.settled.done():
             live.settled.set_exception(exc)
@@ -530,18 +382,8 @@ class Runtime:
             queue.put_nowait(live.execution)  # ends the streams at the last stored state
         live.queues.clear()
 
-    def _state_event(self, live: _Live, execution: Execution) -> ExecutionEvent:
-        return ExecutionEvent(
-            execution.execution_id,
-            live.next_seq(),
-            EventKind.STATE,
-            "",
-            str(execution.state),
-            execution.updated_at,
-        )
-
     async def _write(
-        self, live: _Live, saved: list[ExecutionEvent], shown: list[ExecutionEvent]
+        self, live: Live, saved: list[ExecutionEvent], shown: list[ExecutionEvent]
     ) -> None:
         if saved:
             await self._store.append(saved)
@@ -554,7 +396,3 @@ class Runtime:
         """Run `coro` on the main loop and await it from a loop thread."""
         loop = self._main_loop_of_threads()
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-
-
-def _ends(item: Item) -> bool:
-    return isinstance(item, Execution) and ExecutionState(item.state).ends_stream

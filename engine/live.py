@@ -1,0 +1,125 @@
+"""An execution a runtime is driving: its latest stored state, the future its waiters share,
+and what its watchers have been shown. It is also the replayer's `ports.replay.Channel`."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import TYPE_CHECKING
+
+from core.errors import ExecutionNotFound
+from core.model import EventKind, Execution, ExecutionEvent, ExecutionState
+from engine.loop_threads import LoopThread
+from engine.replay import Outcome
+from ports.executions import ExecutionLog
+
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
+
+Item = ExecutionEvent | Execution
+
+
+async def stored_execution(store: ExecutionLog, execution_id: str) -> Execution:
+    """The stored execution; `ExecutionNotFound` when there is none."""
+    found = await store.get(execution_id)
+    if found is None:
+        raise ExecutionNotFound(
+            f"execution {execution_id} does not exist", execution_id=execution_id
+        )
+    return found
+
+
+def new_execution_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Live:
+    """An execution this runtime is driving (or cancelling): its latest stored state, the
+    future its waiters share, and what its watchers have been shown."""
+
+    def __init__(
+        self, runtime: Runtime, execution: Execution, *, keep_history: bool, next_seq: int = 1
+    ) -> None:
+        self.runtime = runtime
+        self.execution = execution
+        self.execution_id = execution.execution_id
+        self.settled: asyncio.Future[Execution] = runtime._main_loop().create_future()
+        self.history: list[Item] | None = [] if keep_history else None
+        self.queues: list[asyncio.Queue[Item]] = []
+        self.cancel_requested = False
+        # What to cancel while the workflow code runs: the driving task for a run on the main
+        # loop, the future of the run on its loop thread otherwise.
+        self.run: asyncio.Future[None] | concurrent.futures.Future[Outcome] | None = None
+        self.thread: LoopThread | None = None  # None: the run shares the main loop
+        self._seq = itertools.count(next_seq)
+
+    # engine.replay.Channel
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    def clock(self) -> float:
+        return self.runtime._clock()
+
+    def watched(self) -> bool:
+        return bool(self.queues)
+
+    def write(self, saved: list[ExecutionEvent], shown: list[ExecutionEvent]) -> Awaitable[None]:
+        written = self.runtime._write(self, saved, shown)
+        return written if self.thread is None else self.runtime._from_thread(written)
+
+    def publish(self, shown: list[ExecutionEvent]) -> None:
+        if self.thread is None:
+            self.show(shown)
+        else:
+            self.runtime._main_loop_of_threads().call_soon_threadsafe(self.show, shown)
+
+    # main loop only
+
+    def restart_seq(self, log: Sequence[ExecutionEvent]) -> None:
+        self._seq = itertools.count(max((event.seq for event in log), default=0) + 1)
+
+    def show(self, items: Sequence[Item]) -> None:
+        if self.history is not None:
+            self.history.extend(items)
+        for queue in self.queues:
+            for item in items:
+                queue.put_nowait(item)
+
+    def state_event(self, execution: Execution) -> ExecutionEvent:
+        """The log event of the state `execution` is in now."""
+        return ExecutionEvent(
+            execution.execution_id,
+            self.next_seq(),
+            EventKind.STATE,
+            "",
+            str(execution.state),
+            execution.updated_at,
+        )
+
+    async def follow(self) -> AsyncIterator[Item]:
+        """What the execution did since it started (or was resumed) here, then each change as
+        it comes, until a state that ends the stream. Leaving early never affects the run."""
+        backlog = list(self.history) if self.history is not None else [self.execution]
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        self.queues.append(queue)
+        try:
+            for item in backlog:
+                yield item
+                if ends(item):
+                    return
+            while True:
+                item = await queue.get()
+                yield item
+                if ends(item):
+                    return
+        finally:
+            if queue in self.queues:
+                self.queues.remove(queue)
+
+
+def ends(item: Item) -> bool:
+    return isinstance(item, Execution) and ExecutionState(item.state).ends_stream
