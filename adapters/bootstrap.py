@@ -11,7 +11,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
@@ -32,10 +32,10 @@ from engine.app import FluxApp
 from engine.calls import ServiceCalls
 from engine.dispatch import Dispatcher
 from engine.lookup import ServiceLookup
-from engine.registration import WorkflowLoader, load_workflows
+from engine.registration import WorkflowLoader
 from engine.runtime import Runtime
+from engine.sandbox import Sandbox
 from engine.worker import DEFAULT_LEASE, ExecutionWorker
-from ports.catalog import NewWorkflow
 from ports.executor import Executor
 from ports.gateway import ServiceGateway
 from ports.storage import Storage
@@ -72,11 +72,13 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
             runner = Runtime(storage.executions, loader=loader, loop_threads=settings.workers)
         auth = build_auth(settings, storage)
         lookup = ServiceLookup(storage.catalog, storage.services, storage.revisions)
+        # Uploaded modules are read in a sandbox process, never imported here.
+        sandbox = Sandbox(timeout=settings.registration_timeout)
         try:
             await runner.recover()
             yield Flux(
                 storage,
-                FluxApp(lookup, inspect_in_thread),
+                FluxApp(lookup, sandbox.inspect),
                 ServiceCalls(lookup, runner),
                 auth,
             )
@@ -84,15 +86,10 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
             try:
                 await runner.close()
             finally:
+                await sandbox.close()
                 await auth.aclose()
     finally:
         await storage.close()
-
-
-async def inspect_in_thread(source: str, filename: str) -> Sequence[NewWorkflow]:
-    # Importing user code may block (top-level I/O, heavy imports): kept off the loop.
-    loaded = await asyncio.to_thread(load_workflows, source, filename)
-    return [item.new_workflow for item in loaded]
 
 
 def build_auth(settings: Settings, storage: Storage) -> Authenticator:

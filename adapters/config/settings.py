@@ -53,6 +53,11 @@ def _int_range(low: int, high: int | None = None) -> Validator:
     return check
 
 
+def _seconds(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 < value <= 86_400:
+        _fail(instance, attribute.name, f"must be a number of seconds above 0, got {value}")
+
+
 def _non_empty(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
     if not value.strip():
         _fail(instance, attribute.name, "must not be empty")
@@ -104,6 +109,8 @@ class Settings:
     max_upload_bytes: int = field(default=MIB, validator=_int_range(1))
     workers: int = field(default=4, validator=_int_range(1, 1024))
     auth: AuthSettings = Factory(AuthSettings)
+    # How long reading an uploaded module's workflows (in a sandbox process) may take.
+    registration_timeout: float = field(default=10.0, validator=_seconds)
     # This process's own credentials towards a main server (client commands, the standalone
     # process). A secret: kept out of reprs, and `load_settings` never echoes its value. Last,
     # so positional construction of the older fields is unchanged.
