@@ -64,11 +64,8 @@ def machine_busy_seconds() -> float:
 class Process:
     """One child process serving HTTP on 127.0.0.1:port."""
 
-    def __init__(
-        self, label: str, args: list[str], cwd: Path, port: int, env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, label: str, args: list[str], cwd: Path, port: int) -> None:
         self.label, self.args, self.cwd, self.port = label, args, cwd, port
-        self.env = env or {}  # set on top of child_env(), which drops the caller's FLUX_*
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = cwd / f"{label}-{port}.log"
         self.proc: asyncio.subprocess.Process | None = None
@@ -85,7 +82,7 @@ class Process:
                 sys.executable,
                 *self.args,
                 cwd=self.cwd,
-                env=child_env() | self.env,
+                env=child_env(),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
@@ -166,10 +163,10 @@ async def running(process: Process) -> AsyncIterator[Process]:
         await process.stop()
 
 
-def flux_server(cwd: Path, env: dict[str, str] | None = None) -> Process:
+def flux_server(cwd: Path) -> Process:
     port = free_port()
     args = ["-m", "adapters.cli", "start", "server", "--host", "127.0.0.1", "--port", str(port)]
-    return Process("server", args, cwd, port, env)
+    return Process("server", args, cwd, port)
 
 
 def flux_standalone(cwd: Path, service: str, server_url: str) -> Process:

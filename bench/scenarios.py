@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -119,11 +118,9 @@ class Suite:
     # --- plumbing --------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def flux(
-        self, label: str, env: dict[str, str] | None = None
-    ) -> AsyncIterator[procs.Process]:
+    async def flux(self, label: str) -> AsyncIterator[procs.Process]:
         """A fresh main server with the bench workflows registered and the bench service."""
-        server = procs.flux_server(self.workdirs.new(label), env)
+        server = procs.flux_server(self.workdirs.new(label))
         async with procs.running(server):
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
                 await register(s, server.url, BENCH_MODULE, "bench_workflows.py")
@@ -353,56 +350,6 @@ class Suite:
                 say(f"memory: {done} executions, RSS {marks[-1]['rss_kib'] / 1024:.1f} MiB")
         return {"title": "Memory: server RSS idle and after executions", "runs": runs, "rss": marks}
 
-    async def sqlite_drivers(self) -> dict[str, Any]:
-        """The sync call at c16 on the hand-written SQLite threads and on aiosqlite: two fresh
-        servers, each measured on its own in alternating runs (A B, B A, ...), medians compared."""
-        drivers = {"sqlite3 threads": "threads", "aiosqlite": "aiosqlite"}
-        runs: list[dict[str, Any]] = []
-        per_driver: dict[str, list[LoadResult]] = {name: [] for name in drivers}
-        limits = Limits(self.plan.requests, self.plan.seconds / 2, self.plan.warmup)
-        threads_env = {"FLUX_SQLITE_DRIVER": "threads"}
-        async with (
-            self.flux("threads", threads_env) as threads,
-            self.flux("aiosqlite", {"FLUX_SQLITE_DRIVER": "aiosqlite"}) as aio,
-        ):
-            servers = {"sqlite3 threads": threads, "aiosqlite": aio}
-            for round_ in range(2 * self.plan.rounds if self.plan.quick else 6):
-                order = list(drivers) if round_ % 2 == 0 else list(reversed(drivers))
-                for name in order:
-                    server = servers[name]
-                    operation = echo_call(server.url + SYNC_PATH)
-                    result = await self.measure(name, operation, 16, [server], limits)
-                    per_driver[name].append(result)
-                    runs.append(run_row(f"{name}, run {len(per_driver[name])}", result))
-        medians = {name: _medians(results) for name, results in per_driver.items()}
-        base, other = medians["sqlite3 threads"], medians["aiosqlite"]
-        ratios = {
-            "req_s_threads_over_aiosqlite": round(base["ops_per_s"] / other["ops_per_s"], 3),
-            "cpu_per_op_aiosqlite_over_threads": round(
-                other["cpu_us_per_op"] / base["cpu_us_per_op"], 3
-            ),
-        }
-        say(f"sqlite drivers: medians {medians}, ratios {ratios}")
-        return {
-            "title": "SQLite drivers: sync call at c16, hand-written threads vs aiosqlite",
-            "runs": runs,
-            "medians": medians,
-            "ratios": ratios,
-        }
-
-
-def _medians(results: Sequence[LoadResult]) -> dict[str, float]:
-    cpu = [
-        r.server_cpu_pct / 100 / r.ops_per_s * 1e6
-        for r in results
-        if r.server_cpu_pct is not None and r.ops_per_s
-    ]
-    return {
-        "ops_per_s": statistics.median(r.ops_per_s for r in results),
-        "cpu_us_per_op": round(statistics.median(cpu), 1) if cpu else 0.0,
-        "p50_ms": statistics.median(r.p50_ms for r in results),
-    }
-
 
 SCENARIOS: dict[str, Callable[[Suite], Awaitable[dict[str, Any]]]] = {
     "ceiling": Suite.ceiling,
@@ -412,7 +359,6 @@ SCENARIOS: dict[str, Callable[[Suite], Awaitable[dict[str, Any]]]] = {
     "catalog": Suite.catalog,
     "pause": Suite.pause,
     "memory": Suite.memory,
-    "sqlite-drivers": Suite.sqlite_drivers,  # not in a default run's targets: a comparison
 }
 # A scenario whose baseline is another scenario's measurement brings it along.
 NEEDS = {"sync": ("ceiling",)}

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -19,9 +18,6 @@ from adapters import config
 from ports.storage import Storage
 
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
-# For the comparison in docs/architecture.md only: `aiosqlite` opens SQLite through aiosqlite
-# instead of the hand-written connection threads. Not a setting; it goes with the loser.
-SQLITE_DRIVER = "FLUX_SQLITE_DRIVER"
 
 
 def sqlite_file(database_url: str) -> Path | None:
@@ -62,11 +58,7 @@ async def open_storage(database_url: str) -> Storage:
             f"unsupported database URL scheme {urlsplit(database_url).scheme!r}: "
             "use sqlite:///path/flux.db or postgresql://user@host/db"
         )
-    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-    if os.environ.get(SQLITE_DRIVER) == "aiosqlite":
-        from adapters.storage.sqlite_aio.storage import AioSqliteStorage
-
-        return await AioSqliteStorage.open(path)
     from adapters.storage.sqlite import SqliteStorage
 
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
     return await SqliteStorage.open(path)

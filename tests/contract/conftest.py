@@ -13,12 +13,11 @@ import pytest
 
 from adapters.storage.memory import MemoryStorage
 from adapters.storage.sqlite import SqliteStorage
-from adapters.storage.sqlite_aio.storage import AioSqliteStorage
 from ports.auth import ApiKeyStore
 from ports.storage import Storage
 from tests.contract.pg import postgres_storage
 
-ADAPTERS = ["memory", "sqlite", "aiosqlite", "postgres"]
+ADAPTERS = ["memory", "sqlite", "postgres"]
 
 
 @pytest.fixture(params=ADAPTERS)
@@ -30,8 +29,6 @@ async def storage(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Sto
         return
     if request.param == "memory":
         store: Storage = MemoryStorage()
-    elif request.param == "aiosqlite":
-        store = await AioSqliteStorage.open(tmp_path / "flux.db")
     else:
         store = await SqliteStorage.open(tmp_path / "flux.db")
     try:

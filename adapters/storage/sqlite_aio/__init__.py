@@ -1,1 +1,0 @@
-"""SQLite storage over aiosqlite, for the comparison recorded in docs/architecture.md."""
