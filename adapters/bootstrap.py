@@ -31,7 +31,10 @@ from core.endpoint_cache import ServiceMissing
 from engine.app import FluxApp
 from engine.calls import ServiceCalls
 from engine.dispatch import Dispatcher
+from engine.linked import LinkedVersions, ServerLink
 from engine.lookup import ServiceLookup
+from engine.pool import DEFAULT_CAPACITY, LocalPool
+from engine.pool import DEFAULT_LEASE as POOL_LEASE
 from engine.registration import WorkflowLoader
 from engine.runtime import Runtime
 from engine.sandbox import Sandbox
@@ -57,19 +60,15 @@ class Flux:
 
 @asynccontextmanager
 async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIterator[Flux]:
-    """`executor`: "embedded" runs executions in this process (one server per database);
+    """`executor`: "embedded" runs executions on this machine (one server per database): in
+    supervised worker processes, or in this very process with `settings.isolation` "none";
     "workers" only stores them, for `flux start worker` processes to run (any number of
     replicas)."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
     storage = await open_storage(settings.database_url)
     try:
-        loader = WorkflowLoader(storage.catalog)
-        runner: Executor
-        if executor == "workers":
-            runner = Dispatcher(storage.executions, storage.signals, loader=loader)
-        else:
-            runner = Runtime(storage.executions, loader=loader, loop_threads=settings.workers)
+        runner = await _executor(settings, storage, executor)
         auth = build_auth(settings, storage)
         lookup = ServiceLookup(storage.catalog, storage.services, storage.revisions)
         # Uploaded modules are read in a sandbox process, never imported here.
@@ -106,6 +105,28 @@ def build_auth(settings: Settings, storage: Storage) -> Authenticator:
 
 
 FLUX: web.AppKey[Flux] = web.AppKey("flux", Flux)
+
+
+async def _executor(settings: Settings, storage: Storage, executor: str) -> Executor:
+    if executor == "workers":
+        return Dispatcher(
+            storage.executions, storage.signals, loader=WorkflowLoader(storage.catalog)
+        )
+    if settings.isolation == "none":
+        # Trusted code only: workflow code shares this process (docs/engine.md says the risk).
+        return Runtime(
+            storage.executions,
+            loader=WorkflowLoader(storage.catalog),
+            loop_threads=settings.workers,
+        )
+    pool = LocalPool(storage.executions, storage.catalog, worker_command, workers=settings.workers)
+    await pool.open()
+    return pool
+
+
+def worker_command(link_fd: int) -> list[str]:
+    """The command line of one local worker process, linked to its server by `link_fd`."""
+    return [sys.executable, "-m", "adapters.cli", "start", "worker", "--link-fd", str(link_fd)]
 
 
 async def server_app(
@@ -191,6 +212,44 @@ async def run_worker(
         await worker.run()
     finally:
         await storage.close()
+
+
+async def run_linked_worker(link_fd: int, *, concurrency: int = DEFAULT_CAPACITY) -> None:
+    """One local worker process of a server: runs what the server assigns over `link_fd`,
+    until the server stops it (SIGTERM) or goes away."""
+    _end_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when its workers stop
+    link = await ServerLink.over_socket(link_fd)
+    worker = ExecutionWorker(
+        link,
+        link,
+        link,
+        loader=WorkflowLoader(LinkedVersions(link)),
+        concurrency=concurrency,
+        lease=POOL_LEASE,
+        grace=1.0,
+        share_loop=True,
+        progress=link,
+    )
+    link.on_revoke = worker.revoke
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, worker.stop)
+    serving = loop.create_task(link.serve())
+    serving.add_done_callback(lambda _: worker.stop())
+    try:
+        await worker.run()
+    finally:
+        serving.cancel()
+
+
+def _end_with_parent() -> None:
+    """Have the kernel end this process when the server dies, even by kill -9."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere than Linux: the closed link ends it instead
 
 
 # -- `flux service start` ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from attrs import field, frozen
@@ -19,6 +19,7 @@ from attrs import field, frozen
 from core.errors import InputValidationError
 from core.model import Endpoint, Resolution
 from core.resolve import reserved_names, standalone_endpoints
+from core.schema import check
 
 Action = Literal["run", "async", "resume", "resume_async", "status"]
 InputMode = Literal["fields", "json", "none"]
@@ -61,21 +62,6 @@ class ToolClash:
 
     name: str
     workflows: tuple[str, ...]
-
-
-@frozen
-class SchemaViolation:
-    """One way a value misses a JSON schema: `path` to the offending field (a missing or
-    unexpected field included), a message, and the failing keyword (`type`, `required`...)."""
-
-    path: tuple[str | int, ...]
-    message: str
-    kind: str
-
-
-# Checks a value against a JSON schema. The core stays free of a schema library; the adapter
-# passes one in (adapters.mcp.schema.violations).
-Validate = Callable[[Mapping[str, Any], Any], Iterable[SchemaViolation]]
 
 
 def tool_names(endpoint_name: str) -> tuple[str, ...]:
@@ -134,7 +120,7 @@ def mcp_info(resolution: Resolution, mcp_url: str) -> dict[str, Any]:
 
 
 def arguments_to_body(
-    spec: ToolSpec, arguments: Mapping[str, Any] | None, *, validate: Validate
+    spec: ToolSpec, arguments: Mapping[str, Any] | None
 ) -> tuple[Any, str | None]:
     """Check tool arguments against the tool's schema and return (body, execution_id).
 
@@ -142,7 +128,7 @@ def arguments_to_body(
     `errors: [{"loc", "msg", "type"}]` as details (the shape of the HTTP 422).
     """
     arguments = dict(arguments or {})
-    _check(validate, spec.input_schema, arguments, loc=())
+    check(spec.input_schema, arguments)
     if spec.action in ("run", "async"):
         if spec.input_mode == "fields":
             return arguments, None
@@ -153,7 +139,7 @@ def arguments_to_body(
         return None, execution_id
     body = _decode_input(arguments["input"])
     if spec.body_schema is not None:
-        _check(validate, spec.body_schema, body, loc=("input",))
+        check(spec.body_schema, body, loc=("input",))
     return body, execution_id
 
 
@@ -167,22 +153,6 @@ def _decode_input(text: str) -> Any:
         raise InputValidationError(
             message, errors=[{"loc": ["input"], "msg": message, "type": "json_invalid"}]
         ) from None
-
-
-def _check(validate: Validate, schema: Mapping[str, Any], value: Any, loc: tuple) -> None:
-    found: dict[tuple[str, ...], dict[str, Any]] = {}
-    for violation in validate(schema, value):
-        path = [*loc, *violation.path]
-        found.setdefault(
-            (*map(str, path), violation.kind),
-            {"loc": path, "msg": violation.message, "type": violation.kind},
-        )
-    if not found:
-        return
-    errors = [found[key] for key in sorted(found)]
-    shown = [f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in errors[:5]]
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    raise InputValidationError("; ".join(shown) + more, errors=errors)
 
 
 # -- schemas -----------------------------------------------------------------------------------

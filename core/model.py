@@ -199,6 +199,7 @@ class EventKind(enum.StrEnum):
     TASK_FAILED = "task_failed"  # value: {"type", "message"}
     PAUSED = "paused"  # key: the pause point; value: the pause output
     RESUMED = "resumed"  # key: the pause point; value: the resume body (replayed on resume)
+    WORKER_LOST = "worker_lost"  # value: {"pid", "reason"}; the run goes on on another worker
 
 
 @frozen

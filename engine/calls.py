@@ -15,7 +15,7 @@ from typing import Any
 
 from attrs import frozen
 
-from core import permissions
+from core import permissions, schema
 from core.errors import ExecutionNotFound
 from core.model import Execution, ExecutionEvent, WorkflowRef, WorkflowVersion
 from core.permissions import Principal
@@ -59,6 +59,8 @@ class ServiceCalls:
         completes, fails, is cancelled or pauses; otherwise as soon as it is stored."""
         pinned = await self._version(target, version)
         permissions.require(principal, permissions.run_permission(pinned.info.ref))
+        if pinned.info.input_schema is not None:
+            schema.check(pinned.info.input_schema, body)  # 422 before anything is stored
         if wait:
             return await self._executor.run(pinned, body)
         return await self._executor.start(pinned, body)

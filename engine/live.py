@@ -36,51 +36,18 @@ def new_execution_id() -> str:
     return uuid.uuid4().hex
 
 
-class Live:
-    """An execution this runtime is driving (or cancelling): its latest stored state, the
-    future its waiters share, and what its watchers have been shown."""
+class Watched:
+    """An execution in progress that someone may wait for or watch: its latest stored state,
+    the future its waiters share, and what its watchers have been shown."""
 
     def __init__(
-        self, runtime: Runtime, execution: Execution, *, keep_history: bool, next_seq: int = 1
+        self, loop: asyncio.AbstractEventLoop, execution: Execution, *, keep_history: bool
     ) -> None:
-        self.runtime = runtime
         self.execution = execution
         self.execution_id = execution.execution_id
-        self.settled: asyncio.Future[Execution] = runtime._main_loop().create_future()
+        self.settled: asyncio.Future[Execution] = loop.create_future()
         self.history: list[Item] | None = [] if keep_history else None
         self.queues: list[asyncio.Queue[Item]] = []
-        self.cancel_requested = False
-        # What to cancel while the workflow code runs: the driving task for a run on the main
-        # loop, the future of the run on its loop thread otherwise.
-        self.run: asyncio.Future[None] | concurrent.futures.Future[Outcome] | None = None
-        self.thread: LoopThread | None = None  # None: the run shares the main loop
-        self._seq = itertools.count(next_seq)
-
-    # engine.replay.Channel
-
-    def next_seq(self) -> int:
-        return next(self._seq)
-
-    def clock(self) -> float:
-        return self.runtime._clock()
-
-    def watched(self) -> bool:
-        return bool(self.queues)
-
-    def write(self, saved: list[ExecutionEvent], shown: list[ExecutionEvent]) -> Awaitable[None]:
-        written = self.runtime._write(self, saved, shown)
-        return written if self.thread is None else self.runtime._from_thread(written)
-
-    def publish(self, shown: list[ExecutionEvent]) -> None:
-        if self.thread is None:
-            self.show(shown)
-        else:
-            self.runtime._main_loop_of_threads().call_soon_threadsafe(self.show, shown)
-
-    # main loop only
-
-    def restart_seq(self, log: Sequence[ExecutionEvent]) -> None:
-        self._seq = itertools.count(max((event.seq for event in log), default=0) + 1)
 
     def show(self, items: Sequence[Item]) -> None:
         if self.history is not None:
@@ -89,16 +56,10 @@ class Live:
             for item in items:
                 queue.put_nowait(item)
 
-    def state_event(self, execution: Execution) -> ExecutionEvent:
-        """The log event of the state `execution` is in now."""
-        return ExecutionEvent(
-            execution.execution_id,
-            self.next_seq(),
-            EventKind.STATE,
-            "",
-            str(execution.state),
-            execution.updated_at,
-        )
+    def settle(self, execution: Execution) -> None:
+        self.execution = execution
+        if not self.settled.done():
+            self.settled.set_result(execution)
 
     async def follow(self) -> AsyncIterator[Item]:
         """What the execution did since it started (or was resumed) here, then each change as
@@ -119,6 +80,68 @@ class Live:
         finally:
             if queue in self.queues:
                 self.queues.remove(queue)
+
+
+class Live(Watched):
+    """An execution this runtime is driving (or cancelling), and the replayer's channel to it."""
+
+    def __init__(
+        self, runtime: Runtime, execution: Execution, *, keep_history: bool, next_seq: int = 1
+    ) -> None:
+        super().__init__(runtime._main_loop(), execution, keep_history=keep_history)
+        self.runtime = runtime
+        self.cancel_requested = False
+        # What to cancel while the workflow code runs: the driving task for a run on the main
+        # loop, the future of the run on its loop thread otherwise.
+        self.run: asyncio.Future[None] | concurrent.futures.Future[Outcome] | None = None
+        self.thread: LoopThread | None = None  # None: the run shares the main loop
+        self._seq = itertools.count(next_seq)
+
+    # engine.replay.Channel
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    def clock(self) -> float:
+        return self.runtime._clock()
+
+    def watched(self) -> bool:
+        progress = self.runtime.progress
+        return bool(self.queues) or (progress is not None and progress.watched(self.execution_id))
+
+    def write(self, saved: list[ExecutionEvent], shown: list[ExecutionEvent]) -> Awaitable[None]:
+        written = self.runtime._write(self, saved, shown)
+        return written if self.thread is None else self.runtime._from_thread(written)
+
+    def publish(self, shown: list[ExecutionEvent]) -> None:
+        if self.thread is None:
+            self.published(shown)
+        else:
+            self.runtime._main_loop_of_threads().call_soon_threadsafe(self.published, shown)
+
+    # main loop only
+
+    def published(self, shown: list[ExecutionEvent]) -> None:
+        """Progress shown before it is written (a task started): watchers here, and those of
+        the server a worker process reports to."""
+        self.show(shown)
+        progress = self.runtime.progress
+        if progress is not None and progress.watched(self.execution_id):
+            progress.show(self.execution_id, shown)
+
+    def restart_seq(self, log: Sequence[ExecutionEvent]) -> None:
+        self._seq = itertools.count(max((event.seq for event in log), default=0) + 1)
+
+    def state_event(self, execution: Execution) -> ExecutionEvent:
+        """The log event of the state `execution` is in now."""
+        return ExecutionEvent(
+            execution.execution_id,
+            self.next_seq(),
+            EventKind.STATE,
+            "",
+            str(execution.state),
+            execution.updated_at,
+        )
 
 
 def ends(item: Item) -> bool:

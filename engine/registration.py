@@ -25,7 +25,7 @@ from core.model import WorkflowRef, WorkflowVersion
 from engine import inputs
 from flux.task import Task
 from flux.workflow import Workflow
-from ports.catalog import Catalog, NewWorkflow
+from ports.catalog import NewWorkflow, WorkflowVersions
 
 _module_ids = itertools.count(1)
 
@@ -165,7 +165,7 @@ class WorkflowLoader:
     per key however many callers ask at the same time. With a catalog it also loads a stored
     version by (ref, version), for runs where only the execution is known (resume, recovery)."""
 
-    def __init__(self, catalog: Catalog | None = None, max_entries: int = 256) -> None:
+    def __init__(self, catalog: WorkflowVersions | None = None, max_entries: int = 256) -> None:
         self._catalog = catalog
         self._max = max_entries
         self._cache: OrderedDict[tuple[WorkflowRef, int, str], LoadedWorkflow] = OrderedDict()

@@ -94,7 +94,11 @@ class Replayer:
             return self._outcome(
                 ExecutionState.PAUSED, output=suspend.output, pause_name=suspend.name
             )
-        except (Exception, SystemExit) as exc:
+        except asyncio.CancelledError:
+            raise  # a cancel of the run, not a failure of the workflow
+        except BaseException as exc:
+            # KeyboardInterrupt, SystemExit, GeneratorExit or any other BaseException raised by
+            # workflow code ends this run, never the process that runs it.
             return self._outcome(ExecutionState.FAILED, error=error_of(exc))
         finally:
             current_replayer.reset(token)

@@ -37,7 +37,7 @@ from engine.placement import TASK_THREADS, Placement
 from engine.registration import LoadedWorkflow, WorkflowLoader
 from engine.replay import Outcome
 from engine.runs import new_execution, reload
-from ports.executions import ExecutionLog
+from ports.executions import ExecutionLog, Progress
 
 log = logging.getLogger("flux.engine")
 
@@ -66,6 +66,7 @@ class Runtime:
         share_loop: bool = True,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = new_execution_id,
+        progress: Progress | None = None,
     ) -> None:
         self._store = executions
         self._loader = loader
@@ -77,6 +78,7 @@ class Runtime:
         )
         self._clock = clock
         self._new_id = new_id
+        self.progress = progress
         self._loop: asyncio.AbstractEventLoop | None = None
         self._live: dict[str, Live] = {}
         self._recent: OrderedDict[str, list[Item]] = OrderedDict()

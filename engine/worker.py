@@ -22,12 +22,12 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from engine.claims import LeasedExecutions
 from engine.registration import WorkflowLoader
 from engine.runtime import Runtime
-from ports.executions import ExecutionLog, ExecutionSignals, Leases, Listener
+from ports.executions import ExecutionLog, ExecutionSignals, Leases, Listener, Progress
 
 log = logging.getLogger("flux.worker")
 
@@ -58,8 +58,14 @@ class ExecutionWorker:
         lease: float = DEFAULT_LEASE,
         poll: float = DEFAULT_POLL,
         grace: float = 5.0,
+        share_loop: bool = False,
+        progress: Progress | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`share_loop`: let async workflow code run on this worker's own loop. Only where a
+        stalled loop cannot let another worker run the same execution: under a supervisor that
+        kills a worker whose renewals stop (the local pool), not on a shared database where
+        the lease would simply expire while the code still runs."""
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         if lease <= 0:
@@ -76,7 +82,12 @@ class ExecutionWorker:
         # Workflow code stays off this loop: a blocking step would stall the lease heartbeats,
         # and another worker would take over an execution that is still running here.
         self._runtime = Runtime(
-            self._view, loader=loader, loop_threads=threads, share_loop=False, clock=clock
+            self._view,
+            loader=loader,
+            loop_threads=threads,
+            share_loop=share_loop,
+            clock=clock,
+            progress=progress,
         )
         self._held: dict[str, asyncio.Task[None]] = {}
         self._chores: set[asyncio.Task[None]] = set()
@@ -160,8 +171,13 @@ class ExecutionWorker:
         except Exception:
             log.exception("renewing leases failed; retrying")
             return
-        for execution_id in ids:
-            if execution_id not in kept and execution_id in self._held:
+        self.revoke([execution_id for execution_id in ids if execution_id not in kept])
+
+    def revoke(self, execution_ids: Sequence[str]) -> None:
+        """Stop these runs here without writing anything more: their lease is gone (whoever
+        holds it now, or a cancel, decides their state)."""
+        for execution_id in execution_ids:
+            if execution_id in self._held:
                 log.warning("lost the lease on execution %s; stopping it here", execution_id)
                 self._chore(self._runtime.cancel(execution_id))
 

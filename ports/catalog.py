@@ -30,7 +30,14 @@ class Registered:
     created: bool
 
 
-class Catalog(Protocol):
+class WorkflowVersions(Protocol):
+    """What running a stored execution needs of the catalog: its workflow's source."""
+
+    async def get(self, ref: WorkflowRef, version: int | None = None) -> WorkflowVersion | None:
+        """One version (the latest when `version` is None), with its source."""
+
+
+class Catalog(WorkflowVersions, Protocol):
     async def register(self, workflows: Sequence[NewWorkflow]) -> list[Registered]:
         """Store a new version of each workflow whose source hash differs from its latest
         version, all in one transaction. Moves the revision on if anything changed."""
@@ -40,9 +47,6 @@ class Catalog(Protocol):
 
     async def snapshot(self) -> CatalogSnapshot:
         """The latest version of every workflow, with the revision it was read at."""
-
-    async def get(self, ref: WorkflowRef, version: int | None = None) -> WorkflowVersion | None:
-        """One version (the latest when `version` is None), with its source."""
 
     async def versions(self, ref: WorkflowRef) -> list[WorkflowInfo]:
         """All stored versions of a workflow, oldest first; empty if unknown."""

@@ -86,3 +86,13 @@ class ExecutionSignals(Protocol):
         """A listener for writes committed after this returns. With an id: any change of that
         execution (its state or its log). With None: an execution may have become claimable
         (created CREATED, resumed, or released by a worker). The caller closes it."""
+
+
+class Progress(Protocol):
+    """Where a runtime whose watchers are elsewhere (a worker process's, whose watchers are at
+    the server) sends the progress it shows before writing it (a task started). What it writes
+    reaches the watchers with the write."""
+
+    def watched(self, execution_id: str) -> bool: ...
+
+    def show(self, execution_id: str, events: Sequence[ExecutionEvent]) -> None: ...

@@ -28,15 +28,21 @@ def start() -> None:
 @click.option("--database-url", metavar="URL", help="sqlite:///path (default .flux/flux.db).")
 @click.option(
     "--workers",
-    type=int,
-    help="Threads for def workflows and ones caught blocking the loop (default 4).",
+    type=click.IntRange(1, 1024),
+    help="Worker processes that run workflow code (default: the CPUs, at least 2).",
+)
+@click.option(
+    "--isolation",
+    type=click.Choice(["process", "none"]),
+    help="process (default): workflow code runs in supervised worker processes; none: in the "
+    "server itself, for trusted code only (docs/engine.md).",
 )
 @click.option(
     "--executor",
     type=click.Choice(["embedded", "workers"]),
     default="embedded",
     show_default=True,
-    help="embedded: run executions in this process (one server per database); workers: only "
+    help="embedded: this server runs its executions (one server per database); workers: only "
     "store them for 'flux start worker' processes (any number of replicas).",
 )
 def start_server(
@@ -44,10 +50,19 @@ def start_server(
     port: int | None,
     database_url: str | None,
     workers: int | None,
+    isolation: str | None,
     executor: str,
 ) -> None:
     """Run the main server until SIGINT or SIGTERM."""
-    settings = load({"host": host, "port": port, "database_url": database_url, "workers": workers})
+    settings = load(
+        {
+            "host": host,
+            "port": port,
+            "database_url": database_url,
+            "workers": workers,
+            "isolation": isolation,
+        }
+    )
     try:
         from adapters.bootstrap import serve
     except ImportError as exc:
@@ -71,10 +86,17 @@ def start_server(
     show_default=True,
     help="How long a claim lasts without a heartbeat before another worker may take over.",
 )
-def start_worker(database_url: str | None, concurrency: int, lease_seconds: float) -> None:
+@click.option("--link-fd", type=int, hidden=True, help="Run as a server's local worker.")
+def start_worker(
+    database_url: str | None, concurrency: int, lease_seconds: float, link_fd: int | None
+) -> None:
     """Claim and run executions stored by servers started with '--executor workers', until
     SIGINT or SIGTERM."""
-    from adapters.bootstrap import run_worker
+    from adapters.bootstrap import run_linked_worker, run_worker
+
+    if link_fd is not None:
+        asyncio.run(run_linked_worker(link_fd))
+        return
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = load({"database_url": database_url})

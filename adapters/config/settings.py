@@ -6,6 +6,7 @@ A validator raises `InvalidSetting` with the setting's path, so the loader can s
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -58,6 +59,19 @@ def _seconds(instance: object, attribute: attrs.Attribute[Any], value: float) ->
         _fail(instance, attribute.name, f"must be a number of seconds above 0, got {value}")
 
 
+def _one_of(*choices: str) -> Validator:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in choices:
+            _fail(instance, attribute.name, f"must be one of {', '.join(choices)}, got {value!r}")
+
+    return check
+
+
+def default_workers() -> int:
+    """One worker process per CPU, and at least two: one busy worker never leaves none."""
+    return max(2, os.cpu_count() or 1)
+
+
 def _non_empty(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
     if not value.strip():
         _fail(instance, attribute.name, "must not be empty")
@@ -107,7 +121,12 @@ class Settings:
     server_url: str = field(default="http://localhost:8000", validator=_http_url)
     max_body_bytes: int = field(default=MIB, validator=_int_range(1))
     max_upload_bytes: int = field(default=MIB, validator=_int_range(1))
-    workers: int = field(default=4, validator=_int_range(1, 1024))
+    # Worker processes the server starts to run workflow code (isolation "process"); with
+    # isolation "none", the threads of the in-process runtime.
+    workers: int = field(factory=default_workers, validator=_int_range(1, 1024))
+    isolation: str = field(default="process", validator=_one_of("process", "none"))
+    # Seconds in-flight calls get to finish when the server is asked to stop.
+    shutdown_grace: float = field(default=10.0, validator=_seconds)
     auth: AuthSettings = Factory(AuthSettings)
     # How long reading an uploaded module's workflows (in a sandbox process) may take.
     registration_timeout: float = field(default=10.0, validator=_seconds)

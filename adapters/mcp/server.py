@@ -24,7 +24,6 @@ from mcp.shared.exceptions import MCPError
 from starlette.authentication import AuthCredentials
 
 from adapters.mcp.asgi import serve_asgi
-from adapters.mcp.schema import violations
 from core.errors import FluxError, InputValidationError
 from core.mcp_tools import ToolSpec, arguments_to_body, find_tool, tool_clashes, tools_for
 from ports.gateway import ServiceGateway
@@ -101,7 +100,7 @@ class ServiceTools:
         if spec is None:
             raise MCPError(types.INVALID_PARAMS, f"unknown tool: {params.name}")
         try:
-            body, execution_id = arguments_to_body(spec, params.arguments, validate=violations)
+            body, execution_id = arguments_to_body(spec, params.arguments)
         except InputValidationError as error:
             return _error_result(
                 {"error": "invalid_arguments", "message": error.message, **error.details},

@@ -339,10 +339,15 @@ def test_a_killed_worker_s_execution_is_finished_by_the_other(cluster, replicas)
     assert survivor.proc.poll() is None, survivor.log()
 
 
-# -- the embedded executor, unchanged ---------------------------------------------------------
+# -- the embedded executor: on this machine, without `flux start worker` ------------------------
 
 
-def test_the_embedded_executor_on_sqlite_runs_without_workers(tmp_path):
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def test_the_embedded_executor_runs_workflows_in_the_servers_own_worker_processes(tmp_path):
     server = processes.start_server(tmp_path)
     try:
         api = Api(server.url)
@@ -350,12 +355,33 @@ def test_the_embedded_executor_on_sqlite_runs_without_workers(tmp_path):
         api.service("emb", namespaces=["emb"])
         effects = tmp_path / "effects.log"
         body = {"n": 2, "seconds": 0.0, "effects": str(effects)}
-        pid = server.proc.pid  # run inside the server process itself
-        assert api.post("/services/emb/steps", body) == (
+        status, answer = api.post("/services/emb/steps", body)
+        assert status == 200, answer
+        [ran_in] = {step.split("@")[1] for step in answer["steps"]}
+        assert int(ran_in) != server.proc.pid  # never in the server process itself
+        assert _parent_of(int(ran_in)) == server.proc.pid  # in a worker the server started
+        assert {line.split()[3] for line in effects.read_text().splitlines()} == {ran_in}
+        assert (tmp_path / ".flux" / "flux.db").exists()
+    finally:
+        server.stop()
+
+
+def test_isolation_none_runs_workflows_in_the_server_itself(tmp_path):
+    port = processes.free_port()
+    server = processes.FluxProcess(
+        ["start", "server", "--host", "127.0.0.1", "--port", str(port), "--isolation", "none"],
+        tmp_path,
+        port,
+    ).start()
+    try:
+        api = Api(server.url)
+        api.register(SOURCE.replace("NS_HERE", "own"), "own.py")
+        api.service("own", namespaces=["own"])
+        body = {"n": 2, "seconds": 0.0, "effects": str(tmp_path / "effects.log")}
+        pid = server.proc.pid
+        assert api.post("/services/own/steps", body) == (
             200,
             {"steps": [f"step0@{pid}", f"step1@{pid}"]},
         )
-        assert {line.split()[3] for line in effects.read_text().splitlines()} == {str(pid)}
-        assert (tmp_path / ".flux" / "flux.db").exists()
     finally:
         server.stop()

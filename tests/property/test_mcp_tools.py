@@ -13,7 +13,6 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, create_model
 
-from adapters.mcp.schema import violations
 from core.errors import InputValidationError
 from core.mcp_tools import arguments_to_body as to_body
 from core.mcp_tools import mcp_info, tool_clashes, tool_names, tools_for
@@ -72,7 +71,7 @@ def valid_values(draw, specs: dict) -> dict[str, Any]:
 
 
 def arguments_to_body(spec, arguments):
-    return to_body(spec, arguments, validate=violations)
+    return to_body(spec, arguments)
 
 
 def info(name: str, schema: dict | None, doc: str = "") -> WorkflowInfo:

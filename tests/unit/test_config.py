@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,8 @@ def test_defaults_without_file_or_env(tmp_path: Path) -> None:
     assert settings.port == 8000
     assert settings.server_url == "http://localhost:8000"
     assert settings.max_body_bytes == settings.max_upload_bytes == MIB
-    assert settings.workers == 4
+    assert settings.workers == max(2, os.cpu_count() or 1)
+    assert settings.isolation == "process" and settings.registration_timeout == 10.0
     assert settings.auth.enabled is False and settings.auth.api_keys is True
     assert settings.auth.oidc.enabled is False
     assert settings.auth.oidc.permissions_claim == "permissions"

@@ -1,0 +1,420 @@
+"""The server's executor when workflow code runs in local worker processes (the default).
+
+The server stores every execution and its log, and runs no workflow code: a new or resumed run
+waits in `pending` until a worker has room, and is then assigned to it with its log. The worker
+replays and runs it (the same `ExecutionWorker` as `flux start worker`, over engine/linked.py)
+and writes through the server, which makes each write durable before it answers and knows at
+once when a run settles. The server keeps the leases in memory: it is the only one that hands
+them out. A worker that dies or stalls loses its runs; each is replayed on another worker from
+its log, and a run that has taken three workers down with it is FAILED (`WorkerCrashed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from attrs import evolve
+
+from core.errors import InvalidState
+from core.model import (
+    IN_PROGRESS,
+    EventKind,
+    Execution,
+    ExecutionError,
+    ExecutionEvent,
+    ExecutionState,
+    WorkflowRef,
+    WorkflowVersion,
+)
+from core.pauses import not_resumable, pending_pause
+from engine import wire
+from engine.live import Item, Watched, stored_execution
+from engine.runs import new_execution
+from engine.supervisor import Spawn, Supervisor, WorkerProcess
+from ports.catalog import WorkflowVersions
+from ports.executions import ExecutionLog
+
+log = logging.getLogger("flux.workers")
+
+CRASHES_ALLOWED = 3  # deaths of a worker while running one execution before it is FAILED
+DEFAULT_CAPACITY = 64  # runs one worker process holds at once
+DEFAULT_LEASE = 3.0  # seconds a holding worker may go without renewing before it is killed
+_RECENT_HISTORIES = 512
+
+
+class LocalPool:
+    def __init__(
+        self,
+        executions: ExecutionLog,
+        versions: WorkflowVersions,
+        spawn: Spawn,
+        *,
+        workers: int,
+        capacity: int = DEFAULT_CAPACITY,
+        lease: float = DEFAULT_LEASE,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self._store = executions
+        self._versions = versions
+        self._capacity = capacity
+        self._clock = clock
+        self._new_id = new_id
+        self._pending: deque[tuple[Execution, list[ExecutionEvent]]] = deque()
+        self._tracked: dict[str, Watched] = {}
+        self._recent: OrderedDict[str, list[Item]] = OrderedDict()
+        self._owner: dict[str, WorkerProcess] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.supervisor = Supervisor(
+            workers, spawn, serve=self._serve, on_lost=self._lost, stall_after=lease
+        )
+
+    async def open(self) -> None:
+        await self.supervisor.start()
+
+    # -- ports.executor.Executor ------------------------------------------------------------
+
+    async def start(self, version: WorkflowVersion, body: Any) -> Execution:
+        execution = new_execution(
+            version, body, ExecutionState.CREATED, new_id=self._new_id, clock=self._clock
+        )
+        await self._store.create(execution)
+        self._track(execution, keep_history=True).show([execution])
+        self._enqueue(execution, [])
+        return execution
+
+    async def run(self, version: WorkflowVersion, body: Any) -> Execution:
+        # Stored RUNNING at once: nobody observes CREATED of a sync call, and it saves a write.
+        execution = new_execution(
+            version, body, ExecutionState.RUNNING, new_id=self._new_id, clock=self._clock
+        )
+        await self._store.create(execution)
+        tracked = self._track(execution, keep_history=False)
+        self._enqueue(execution, [])
+        return await asyncio.shield(tracked.settled)
+
+    async def resume(self, execution_id: str, body: Any, *, wait: bool) -> Execution:
+        execution = await self.get(execution_id)
+        if execution_id in self._tracked:
+            raise not_resumable(execution_id, ExecutionState.RUNNING)
+        log_ = await self._store.events(execution_id)
+        key = pending_pause(execution, log_)
+        # Tracked before the write below: a concurrent resume or cancel sees it as busy.
+        tracked = self._track(execution, keep_history=not wait)
+        try:
+            now = self._clock()
+            seq = _last_seq(log_)
+            running = evolve(
+                execution,
+                state=ExecutionState.RUNNING,
+                output=None,
+                pause_name=None,
+                updated_at=now,
+            )
+            events = [
+                ExecutionEvent(execution_id, seq + 1, EventKind.RESUMED, key, body, now),
+                _state_event(running, seq + 2),
+            ]
+            await self._store.save(running, events)
+        except BaseException:
+            self._untrack(execution_id)
+            raise
+        tracked.execution = running
+        tracked.show([events[0], running])
+        self._enqueue(running, [*log_, *events])
+        return await asyncio.shield(tracked.settled) if wait else running
+
+    async def get(self, execution_id: str) -> Execution:
+        tracked = self._tracked.get(execution_id)
+        if tracked is not None:
+            return tracked.execution
+        return await stored_execution(self._store, execution_id)
+
+    async def wait(self, execution_id: str) -> Execution:
+        tracked = self._tracked.get(execution_id)
+        if tracked is not None:
+            return await asyncio.shield(tracked.settled)
+        return await self.get(execution_id)
+
+    async def watch(self, execution_id: str) -> AsyncIterator[Item]:
+        tracked = self._tracked.get(execution_id)
+        if tracked is None:
+            recent = self._recent.get(execution_id)
+            if recent is not None:
+                for item in recent:
+                    yield item
+                return
+            yield await self.get(execution_id)
+            return
+        async for item in tracked.follow():
+            yield item
+
+    async def cancel(self, execution_id: str) -> Execution:
+        execution = await self.get(execution_id)
+        if execution.state.is_final:
+            raise InvalidState(
+                f"execution {execution_id} is already {execution.state}",
+                state=str(execution.state),
+                execution_id=execution_id,
+            )
+        # Whoever runs it loses its lease first: from here on its writes are refused.
+        owner = self._owner.pop(execution_id, None)
+        if owner is not None:
+            owner.held.discard(execution_id)
+            owner.send({"op": "revoke", "ids": [execution_id]})
+            self._dispatch()
+        self._pending = deque(run for run in self._pending if run[0].execution_id != execution_id)
+        return await self._finish(execution, ExecutionState.CANCELLED)
+
+    async def recover(self) -> list[str]:
+        """Queue what a previous server left CREATED or RUNNING; workers replay it as they
+        come up. Nothing runs here, so the server answers before any of it has run."""
+        recovered = []
+        for execution in await self._store.in_states(IN_PROGRESS):
+            if execution.execution_id in self._tracked:
+                continue
+            self._track(execution, keep_history=True)
+            self._enqueue(execution, await self._store.events(execution.execution_id))
+            recovered.append(execution.execution_id)
+        return recovered
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop the workers; what still runs stays RUNNING on disk for the next start."""
+        await self.supervisor.stop(grace)
+        for task in list(self._tasks):
+            task.cancel()
+        for tracked in self._tracked.values():
+            if not tracked.settled.done():
+                tracked.settled.cancel()
+        self._tracked.clear()
+
+    # -- assigning runs ---------------------------------------------------------------------
+
+    def _enqueue(self, execution: Execution, log_: list[ExecutionEvent]) -> None:
+        self._pending.append((execution, log_))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand pending runs to the least busy workers with room, one frame per worker."""
+        batches: dict[WorkerProcess, list[dict[str, Any]]] = {}
+        while self._pending:
+            workers = [w for w in self.supervisor.live() if len(w.held) < self._capacity]
+            if not workers:
+                break
+            worker = min(workers, key=lambda w: len(w.held))
+            execution, log_ = self._pending.popleft()
+            if not worker.held:
+                worker.last_renew = time.monotonic()  # its clock starts with its first run
+            worker.held.add(execution.execution_id)
+            self._owner[execution.execution_id] = worker
+            tracked = self._tracked.get(execution.execution_id)
+            batches.setdefault(worker, []).append(
+                {
+                    "execution": wire.execution_out(execution),
+                    "log": [wire.event_out(event) for event in log_],
+                    "watched": tracked is not None and tracked.history is not None,
+                }
+            )
+        for worker, runs in batches.items():
+            worker.send({"op": "assign", "runs": runs})
+
+    # -- a worker's requests ----------------------------------------------------------------
+
+    async def _serve(self, worker: WorkerProcess) -> None:
+        assert worker.reader is not None
+        while True:
+            message = await wire.read_frame(worker.reader)
+            op = message.get("op")
+            if op == "renew":
+                worker.last_renew = time.monotonic()
+                held = [i for i in message["ids"] if i in worker.held]
+                worker.send({"op": "reply", "rid": message["rid"], "value": held})
+            elif op == "show":
+                self._show(message)
+            else:
+                task = asyncio.get_running_loop().create_task(self._answer(worker, message))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, worker: WorkerProcess, message: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"op": "reply", "rid": message.get("rid")}
+        try:
+            reply["value"] = await self._handle(worker, message)
+        except Exception as exc:
+            log.exception("a request of worker process %d failed", worker.slot)
+            reply["error"] = f"{type(exc).__name__}: {exc}"
+        worker.send(reply)
+
+    async def _handle(self, worker: WorkerProcess, message: dict[str, Any]) -> Any:
+        op = message["op"]
+        if op == "save":
+            return await self._save(
+                worker, wire.execution_in(message["execution"]), wire.events_in(message["events"])
+            )
+        if op == "append":
+            events = wire.events_in(message["events"])
+            if not events:
+                return True
+            if events[0].execution_id not in worker.held:
+                return False
+            await self._store.append(events)
+            self._publish(events[0].execution_id, events)
+            return True
+        if op == "release":
+            await self._release(worker, message["ids"])
+            return None
+        if op == "get":
+            found = await self._store.get(message["id"])
+            return None if found is None else wire.execution_out(found)
+        if op == "events":
+            return [wire.event_out(e) for e in await self._store.events(message["id"])]
+        if op == "version":
+            ref = WorkflowRef.parse(message["ref"])
+            version = await self._versions.get(ref, message["version"])
+            return None if version is None else wire.version_out(version)
+        raise ValueError(f"unknown request {op!r}")
+
+    async def _save(
+        self, worker: WorkerProcess, execution: Execution, events: list[ExecutionEvent]
+    ) -> bool:
+        execution_id = execution.execution_id
+        if execution_id not in worker.held:
+            return False  # cancelled, or given to another worker: this one must stop
+        await self._store.save(execution, events)
+        self._publish(execution_id, events, execution)
+        if not execution.state.in_progress:
+            worker.held.discard(execution_id)
+            self._owner.pop(execution_id, None)
+            self._dispatch()
+            tracked = self._tracked.get(execution_id)
+            if tracked is not None:
+                self._settled(tracked, execution)
+        return True
+
+    def _publish(
+        self, execution_id: str, events: list[ExecutionEvent], execution: Execution | None = None
+    ) -> None:
+        """Show watchers what a worker wrote: its log events, then the state it is in (a state
+        event is shown as the execution itself, as the runtime shows it)."""
+        tracked = self._tracked.get(execution_id)
+        if tracked is None:
+            return
+        items: list[Item] = [e for e in events if e.kind is not EventKind.STATE]
+        if execution is not None:
+            tracked.execution = execution
+            items.append(execution)
+        if items:
+            tracked.show(items)
+
+    def _show(self, message: dict[str, Any]) -> None:
+        tracked = self._tracked.get(message["id"])
+        if tracked is not None:
+            tracked.show(wire.events_in(message["events"]))
+
+    async def _release(self, worker: WorkerProcess, ids: list[str]) -> None:
+        """A stopping worker gives runs back: they go to another worker (none while the server
+        itself stops: then they stay RUNNING on disk)."""
+        for execution_id in ids:
+            if execution_id in worker.held:
+                worker.held.discard(execution_id)
+                self._owner.pop(execution_id, None)
+                if not self.supervisor.stopping:
+                    await self._requeue(execution_id)
+
+    # -- a worker lost ----------------------------------------------------------------------
+
+    async def _lost(self, worker: WorkerProcess) -> None:
+        held, worker.held = list(worker.held), set()
+        for execution_id in held:
+            if self._owner.get(execution_id) is worker:
+                del self._owner[execution_id]
+            try:
+                await self._crashed(execution_id, worker)
+            except Exception:
+                log.exception("could not hand execution %s on after its worker died", execution_id)
+        self._dispatch()
+
+    async def _crashed(self, execution_id: str, worker: WorkerProcess) -> None:
+        log_ = await self._store.events(execution_id)
+        execution = await self.get(execution_id)
+        if not execution.state.in_progress:
+            return
+        crashes = 1 + sum(1 for event in log_ if event.kind is EventKind.WORKER_LOST)
+        seq = _last_seq(log_)
+        lost = ExecutionEvent(
+            execution_id,
+            seq + 1,
+            EventKind.WORKER_LOST,
+            "",
+            {"pid": worker.pid, "reason": worker.reason},
+            self._clock(),
+        )
+        if crashes >= CRASHES_ALLOWED:
+            error = ExecutionError(
+                "WorkerCrashed",
+                f"the worker process running it died {crashes} times (last: {worker.reason})",
+            )
+            await self._finish(execution, ExecutionState.FAILED, error=error, before=[lost])
+            return
+        await self._store.append([lost])
+        self._enqueue(execution, [*log_, lost])
+
+    async def _requeue(self, execution_id: str) -> None:
+        execution = await self.get(execution_id)
+        if execution.state.in_progress:
+            self._enqueue(execution, await self._store.events(execution_id))
+
+    # -- tracking ---------------------------------------------------------------------------
+
+    async def _finish(
+        self,
+        execution: Execution,
+        state: ExecutionState,
+        *,
+        error: ExecutionError | None = None,
+        before: list[ExecutionEvent] | None = None,
+    ) -> Execution:
+        """Settle an execution that no worker runs any more, from here."""
+        log_ = before or []
+        seq = _last_seq(await self._store.events(execution.execution_id), log_)
+        final = evolve(execution, state=state, error=error, updated_at=self._clock())
+        await self._store.save(final, [*log_, _state_event(final, seq + 1)])
+        tracked = self._tracked.get(execution.execution_id)
+        if tracked is not None:
+            tracked.show([*log_, final])
+            self._settled(tracked, final)
+        return final
+
+    def _track(self, execution: Execution, *, keep_history: bool) -> Watched:
+        tracked = Watched(asyncio.get_running_loop(), execution, keep_history=keep_history)
+        self._tracked[execution.execution_id] = tracked
+        return tracked
+
+    def _untrack(self, execution_id: str) -> None:
+        self._tracked.pop(execution_id, None)
+
+    def _settled(self, tracked: Watched, execution: Execution) -> None:
+        self._untrack(tracked.execution_id)
+        if tracked.history is not None:
+            # Kept a little while: a stream that subscribes just after a quick run finishes
+            # still gets every event.
+            self._recent[tracked.execution_id] = tracked.history
+            while len(self._recent) > _RECENT_HISTORIES:
+                self._recent.popitem(last=False)
+        tracked.settle(execution)
+
+
+def _last_seq(*logs: Any) -> int:
+    return max((event.seq for log_ in logs for event in log_), default=0)
+
+
+def _state_event(execution: Execution, seq: int) -> ExecutionEvent:
+    return ExecutionEvent(
+        execution.execution_id, seq, EventKind.STATE, "", str(execution.state), execution.updated_at
+    )
