@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -31,14 +31,11 @@ from core.endpoint_cache import ServiceMissing
 from engine.app import FluxApp
 from engine.calls import ServiceCalls
 from engine.dispatch import Dispatcher
-from engine.linked import LinkedVersions, ServerLink
 from engine.lookup import ServiceLookup
-from engine.pool import DEFAULT_CAPACITY, LocalPool
-from engine.pool import DEFAULT_LEASE as POOL_LEASE
+from engine.pool import LocalPool
 from engine.registration import WorkflowLoader
 from engine.runtime import Runtime
 from engine.sandbox import Sandbox
-from engine.worker import DEFAULT_LEASE, ExecutionWorker
 from ports.executor import Executor
 from ports.gateway import ServiceGateway
 from ports.storage import Storage
@@ -56,6 +53,7 @@ class Flux:
     app: FluxApp
     calls: ServiceCalls
     auth: Authenticator
+    executor: Executor
 
 
 @asynccontextmanager
@@ -80,6 +78,7 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
                 FluxApp(lookup, sandbox.inspect),
                 ServiceCalls(lookup, runner),
                 auth,
+                runner,
             )
         finally:
             try:
@@ -125,7 +124,8 @@ async def _executor(settings: Settings, storage: Storage, executor: str) -> Exec
 
 
 def worker_command(link_fd: int) -> list[str]:
-    """The command line of one local worker process, linked to its server by `link_fd`."""
+    """The command line of one local worker process (adapters/worker_process.py), linked to
+    its server by `link_fd`."""
     return [sys.executable, "-m", "adapters.cli", "start", "worker", "--link-fd", str(link_fd)]
 
 
@@ -150,9 +150,30 @@ async def server_app(
     async def close(_: web.Application) -> None:
         await resources.aclose()
 
+    web_app.on_shutdown.append(_answer_the_rest_after(settings.shutdown_grace, flux.executor))
     web_app.on_cleanup.append(close)
     web_app.on_startup.append(_freeze_startup_objects)
     return web_app
+
+
+def _answer_the_rest_after(grace: float, executor: Executor) -> Callable[[web.Application], Any]:
+    """On a stop: the listener is closed already; calls in flight get `grace` seconds to finish,
+    then those still waiting are answered 503 (their executions stay on disk, RUNNING, for the
+    next start)."""
+
+    async def on_shutdown(_: web.Application) -> None:
+        def abandon() -> None:
+            executor.abandon_waiters(
+                lambda execution_id: errors.ShuttingDown(
+                    "the server is stopping; the execution is kept and goes on after the "
+                    "next start: ask for its status then",
+                    execution_id=execution_id,
+                )
+            )
+
+        asyncio.get_running_loop().call_later(grace, abandon)
+
+    return on_shutdown
 
 
 async def _freeze_startup_objects(_: web.Application) -> None:
@@ -171,85 +192,20 @@ GIL_SWITCH_INTERVAL = 0.0005
 
 def serve(settings: Settings, executor: str = "embedded") -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    # Warnings and errors (a worker process replaced, a run that could not be driven) reach
+    # the server's standard error; per-request logs are not written on this path.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     web.run_app(
         server_app(settings, executor),
         host=settings.host,
         port=settings.port,
         print=lambda text: print(text, flush=True),
         access_log=None,
-        shutdown_timeout=5,
+        # The calls still waiting when the grace ends are answered (503) just after it.
+        shutdown_timeout=settings.shutdown_grace + 1.5,
     )
-
-
-# -- `flux start worker` -----------------------------------------------------------------------
-
-
-async def run_worker(
-    settings: Settings,
-    *,
-    concurrency: int = 8,
-    lease: float = DEFAULT_LEASE,
-    ready: Callable[[ExecutionWorker], None] | None = None,
-) -> None:
-    """`flux start worker`: claim and run executions from the settings' database until
-    SIGINT or SIGTERM."""
-    storage = await open_storage(settings.database_url)
-    try:
-        worker = ExecutionWorker(
-            storage.executions,
-            storage.leases,
-            storage.signals,
-            loader=WorkflowLoader(storage.catalog),
-            concurrency=concurrency,
-            threads=min(settings.workers, concurrency),
-            lease=lease,
-        )
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, worker.stop)
-        if ready is not None:
-            ready(worker)
-        await worker.run()
-    finally:
-        await storage.close()
-
-
-async def run_linked_worker(link_fd: int, *, concurrency: int = DEFAULT_CAPACITY) -> None:
-    """One local worker process of a server: runs what the server assigns over `link_fd`,
-    until the server stops it (SIGTERM) or goes away."""
-    _end_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when its workers stop
-    link = await ServerLink.over_socket(link_fd)
-    worker = ExecutionWorker(
-        link,
-        link,
-        link,
-        loader=WorkflowLoader(LinkedVersions(link)),
-        concurrency=concurrency,
-        lease=POOL_LEASE,
-        grace=1.0,
-        share_loop=True,
-        progress=link,
-    )
-    link.on_revoke = worker.revoke
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, worker.stop)
-    serving = loop.create_task(link.serve())
-    serving.add_done_callback(lambda _: worker.stop())
-    try:
-        await worker.run()
-    finally:
-        serving.cancel()
-
-
-def _end_with_parent() -> None:
-    """Have the kernel end this process when the server dies, even by kill -9."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # elsewhere than Linux: the closed link ends it instead
 
 
 # -- `flux service start` ----------------------------------------------------------------------

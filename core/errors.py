@@ -86,6 +86,12 @@ class PayloadTooLarge(FluxError):
     code = "payload_too_large"
 
 
+class ShuttingDown(FluxError):
+    """The server is stopping and will not wait for this call any longer (503)."""
+
+    code = "shutting_down"
+
+
 class UpstreamUnavailable(FluxError):
     code = "upstream_unavailable"
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from attrs import evolve
 
-from core.errors import AlreadyExists, InvalidState
+from core.errors import AlreadyExists, FluxError, InvalidState
 from core.model import EventKind, Execution, ExecutionEvent, ExecutionState, WorkflowVersion
 from core.pauses import not_resumable, pending_pause
 from engine import inputs
@@ -140,6 +140,9 @@ class Dispatcher:
         )
         await self._store.save(cancelled, [state])
         return cancelled
+
+    def abandon_waiters(self, error: Callable[[str], FluxError]) -> None:
+        """Waits here are polls of the store: the server's own shutdown ends them."""
 
     async def recover(self) -> list[str]:
         """Nothing to recover here: workers take over what a dead worker left."""

@@ -51,7 +51,7 @@ class _Wake:
 class ServerLink:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
-        self._writer = writer
+        self._writer = wire.FrameWriter(writer)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._assigned: deque[Execution] = deque()
@@ -71,7 +71,8 @@ class ServerLink:
         return cls(reader, writer)
 
     async def serve(self) -> None:
-        """Read the server's frames until the link closes."""
+        """Say this worker is ready, then read the server's frames until the link closes."""
+        self.tell("ready")
         try:
             while True:
                 self._receive(await wire.read_frame(self._reader))
@@ -111,12 +112,12 @@ class ServerLink:
         rid = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
-        self._writer.write(wire.frame({"op": op, "rid": rid, **fields}))
+        self._writer.send({"op": op, "rid": rid, **fields})
         return await future
 
     def tell(self, op: str, **fields: Any) -> None:
         if not self.closed.is_set():
-            self._writer.write(wire.frame({"op": op, **fields}))
+            self._writer.send({"op": op, **fields})
 
     # -- ports.executions.ExecutionLog (what a leased view reads) -------------------------
 

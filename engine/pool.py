@@ -21,7 +21,7 @@ from typing import Any
 
 from attrs import evolve
 
-from core.errors import InvalidState
+from core.errors import FluxError, InvalidState
 from core.model import (
     IN_PROGRESS,
     EventKind,
@@ -172,6 +172,10 @@ class LocalPool:
         self._pending = deque(run for run in self._pending if run[0].execution_id != execution_id)
         return await self._finish(execution, ExecutionState.CANCELLED)
 
+    def abandon_waiters(self, error: Callable[[str], FluxError]) -> None:
+        for tracked in self._tracked.values():
+            _abandon(tracked.settled, error(tracked.execution_id))
+
     async def recover(self) -> list[str]:
         """Queue what a previous server left CREATED or RUNNING; workers replay it as they
         come up. Nothing runs here, so the server answers before any of it has run."""
@@ -184,7 +188,7 @@ class LocalPool:
             recovered.append(execution.execution_id)
         return recovered
 
-    async def close(self, grace: float = 5.0) -> None:
+    async def close(self, grace: float = 1.0) -> None:
         """Stop the workers; what still runs stays RUNNING on disk for the next start."""
         await self.supervisor.stop(grace)
         for task in list(self._tasks):
@@ -204,7 +208,7 @@ class LocalPool:
         """Hand pending runs to the least busy workers with room, one frame per worker."""
         batches: dict[WorkerProcess, list[dict[str, Any]]] = {}
         while self._pending:
-            workers = [w for w in self.supervisor.live() if len(w.held) < self._capacity]
+            workers = [w for w in self.supervisor.ready() if len(w.held) < self._capacity]
             if not workers:
                 break
             worker = min(workers, key=lambda w: len(w.held))
@@ -237,6 +241,9 @@ class LocalPool:
                 worker.send({"op": "reply", "rid": message["rid"], "value": held})
             elif op == "show":
                 self._show(message)
+            elif op == "ready":
+                worker.ready = True
+                self._dispatch()
             else:
                 task = asyncio.get_running_loop().create_task(self._answer(worker, message))
                 self._tasks.add(task)
@@ -408,6 +415,12 @@ class LocalPool:
             while len(self._recent) > _RECENT_HISTORIES:
                 self._recent.popitem(last=False)
         tracked.settle(execution)
+
+
+def _abandon(settled: asyncio.Future[Execution], error: FluxError) -> None:
+    if not settled.done():
+        settled.set_exception(error)
+        settled.exception()  # retrieved: a run nobody waits for must not warn
 
 
 def _last_seq(*logs: Any) -> int:

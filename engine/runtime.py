@@ -19,7 +19,7 @@ from typing import Any
 
 from attrs import evolve
 
-from core.errors import InvalidState
+from core.errors import FluxError, InvalidState
 from core.model import (
     IN_PROGRESS,
     EventKind,
@@ -213,6 +213,12 @@ class Runtime:
         except BaseException:
             self._forget(live)
             raise
+
+    def abandon_waiters(self, error: Callable[[str], FluxError]) -> None:
+        for live in self._live.values():
+            if not live.settled.done():
+                live.settled.set_exception(error(live.execution_id))
+                live.settled.exception()  # retrieved: a run nobody waits for must not warn
 
     async def recover(self) -> list[str]:
         """Replay every CREATED or RUNNING execution a previous process left behind (PAUSED ones

@@ -40,15 +40,16 @@ class WorkerProcess:
         self.pid = process.pid
         self.link = link
         self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.writer: wire.FrameWriter | None = None
         self.held: set[str] = set()
         self.last_renew = time.monotonic()
+        self.ready = False  # until it says so: a booting worker takes no work yet
         self.alive = True
         self.reason = ""
 
     def send(self, message: dict[str, Any]) -> None:
-        if self.alive and self.writer is not None and not self.writer.is_closing():
-            self.writer.write(wire.frame(message))
+        if self.alive and self.writer is not None:
+            self.writer.send(message)
 
     def kill(self, reason: str) -> None:
         """SIGKILL, by the PID we started; the death is then noticed like any other."""
@@ -99,6 +100,9 @@ class Supervisor:
     def live(self) -> list[WorkerProcess]:
         return [worker for worker in self.workers if worker.alive]
 
+    def ready(self) -> list[WorkerProcess]:
+        return [worker for worker in self.workers if worker.alive and worker.ready]
+
     async def stop(self, grace: float) -> None:
         """SIGTERM every worker (each lets its runs finish for a moment, then leaves them
         RUNNING on disk), SIGKILL the ones still there after `grace` seconds."""
@@ -115,7 +119,7 @@ class Supervisor:
             for worker in workers:
                 worker.kill("the server stopped")
             if late:
-                await asyncio.wait(late, timeout=2)
+                await asyncio.wait(late, timeout=1)
         for task in self._slots:
             task.cancel()
         await asyncio.gather(*self._slots, return_exceptions=True)
@@ -150,7 +154,8 @@ class Supervisor:
         finally:
             child.close()
         worker = WorkerProcess(slot, process, parent)
-        worker.reader, worker.writer = await asyncio.open_unix_connection(sock=parent)
+        worker.reader, writer = await asyncio.open_unix_connection(sock=parent)
+        worker.writer = wire.FrameWriter(writer)
         self.workers = [*(w for w in self.workers if w.alive and w.slot != slot), worker]
         log.info("worker process %d started (pid %d)", slot, worker.pid)
         return worker

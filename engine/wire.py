@@ -53,6 +53,28 @@ def frame(message: dict[str, Any]) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
+class FrameWriter:
+    """Frames written to `writer` once per turn of the event loop, all together: at load many
+    messages go out in one turn, and one send wakes the other end once instead of each time."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._queued: list[bytes] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self._queued:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._queued.append(frame(message))
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        if not self._writer.is_closing():
+            self._writer.write(b"".join(queued))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 # -- values ---------------------------------------------------------------------------------
 
 

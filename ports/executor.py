@@ -3,9 +3,10 @@ process, or the dispatcher that leaves running them to worker processes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+from core.errors import FluxError
 from core.model import Execution, ExecutionEvent, WorkflowVersion
 
 
@@ -32,6 +33,10 @@ class Executor(Protocol):
 
     async def cancel(self, execution_id: str) -> Execution:
         """Cancel a created, running or paused execution; `InvalidState` for a finished one."""
+
+    def abandon_waiters(self, error: Callable[[str], FluxError]) -> None:
+        """Every caller still waiting for an execution to settle gets `error(execution_id)`
+        raised instead; the executions themselves go on (or stay on disk)."""
 
     async def recover(self) -> list[str]:
         """Take over the executions a previous process left in progress; their ids."""

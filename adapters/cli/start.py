@@ -92,7 +92,7 @@ def start_worker(
 ) -> None:
     """Claim and run executions stored by servers started with '--executor workers', until
     SIGINT or SIGTERM."""
-    from adapters.bootstrap import run_linked_worker, run_worker
+    from adapters.worker_process import run_linked_worker, run_worker
 
     if link_fd is not None:
         asyncio.run(run_linked_worker(link_fd))

@@ -32,6 +32,7 @@ STATUS_BY_ERROR: dict[type[errors.FluxError], int] = {
     errors.InvalidState: 409,
     errors.PayloadTooLarge: 413,
     errors.InputValidationError: 422,
+    errors.ShuttingDown: 503,
     errors.UpstreamUnavailable: 503,
     errors.UpstreamTimeout: 504,
 }
