@@ -64,6 +64,7 @@ class LocalPool:
         self._store = executions
         self._versions = versions
         self._capacity = capacity
+        self._lease = lease
         self._clock = clock
         self._new_id = new_id
         self._pending: deque[tuple[Execution, list[ExecutionEvent]]] = deque()
@@ -209,6 +210,9 @@ class LocalPool:
         batches: dict[WorkerProcess, list[dict[str, Any]]] = {}
         while self._pending:
             workers = [w for w in self.supervisor.ready() if len(w.held) < self._capacity]
+            # One that missed its last renewal may be stuck in workflow code: new runs go
+            # elsewhere while there is an elsewhere.
+            workers = [w for w in workers if not self._late(w)] or workers
             if not workers:
                 break
             worker = min(workers, key=lambda w: len(w.held))
@@ -227,6 +231,9 @@ class LocalPool:
             )
         for worker, runs in batches.items():
             worker.send({"op": "assign", "runs": runs})
+
+    def _late(self, worker: WorkerProcess) -> bool:
+        return bool(worker.held) and time.monotonic() - worker.last_renew > self._lease * 0.45
 
     # -- a worker's requests ----------------------------------------------------------------
 

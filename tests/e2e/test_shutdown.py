@@ -55,6 +55,7 @@ def test_sigterm_finishes_short_calls_answers_long_ones_503_and_exits_in_time(tm
         spinning = processes.http("POST", f"{server.url}/services/stop/spin/async", {})
         assert spinning[0] == 202
         workers = processes.until(lambda: _children(server.proc.pid), timeout=10)
+        time.sleep(1.5)  # the spinning worker has missed a renewal: it gets no new work
         answers: dict[str, tuple[int, object]] = {}
 
         def call(name: str, seconds: float) -> None:
