@@ -12,9 +12,12 @@ from typing import Any
 
 import attrs
 
-from bench import machine, report
+from bench import isolation, machine, report
 from bench.procs import Workdir
-from bench.scenarios import NEEDS, SCENARIOS, Plan, Suite, say
+from bench.scenarios import NEEDS, Plan, Suite, say
+from bench.scenarios import SCENARIOS as BASIC
+
+SCENARIOS = {**BASIC, "isolation": isolation.isolation, "cpu": isolation.cpu}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -163,10 +163,44 @@ async def running(process: Process) -> AsyncIterator[Process]:
         await process.stop()
 
 
-def flux_server(cwd: Path) -> Process:
+def flux_server(cwd: Path, *extra: str) -> Process:
     port = free_port()
     args = ["-m", "adapters.cli", "start", "server", "--host", "127.0.0.1", "--port", str(port)]
-    return Process("server", args, cwd, port)
+    return Process("server", [*args, *extra], cwd, port)
+
+
+def children_of(pid: int) -> list[int]:
+    """Live child processes of `pid` (a server's worker processes), from /proc."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+class Family:
+    """A server and its worker processes, measured together (CPU, memory)."""
+
+    def __init__(self, server: Process) -> None:
+        self.server = server
+
+    def pids(self) -> list[int]:
+        return [self.server.pid, *children_of(self.server.pid)]
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                total += process_cpu_seconds(pid)
+        return total
+
+    def rss_kib(self) -> int:
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError, RuntimeError):
+                total += read_rss_kib(pid)
+        return total
 
 
 def flux_standalone(cwd: Path, service: str, server_url: str) -> Process:

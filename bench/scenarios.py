@@ -118,9 +118,10 @@ class Suite:
     # --- plumbing --------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def flux(self, label: str) -> AsyncIterator[procs.Process]:
-        """A fresh main server with the bench workflows registered and the bench service."""
-        server = procs.flux_server(self.workdirs.new(label))
+    async def flux(self, label: str, *extra: str) -> AsyncIterator[procs.Process]:
+        """A fresh main server with the bench workflows registered and the bench service;
+        `extra`: more `flux start server` flags."""
+        server = procs.flux_server(self.workdirs.new(label), *extra)
         async with procs.running(server):
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
                 await register(s, server.url, BENCH_MODULE, "bench_workflows.py")
@@ -149,7 +150,7 @@ class Suite:
         return result
 
     async def compare(
-        self, cases: list[tuple[str, Operation, Sequence[procs.Process]]], concurrency: int
+        self, cases: list[tuple[str, Operation, Sequence[Any]]], concurrency: int
     ) -> list[LoadResult]:
         """Measure the cases in alternating rounds (A B, then B A, ...) so drift hits both."""
         samples = [Sample() for _ in cases]
@@ -337,7 +338,8 @@ class Suite:
         runs = []
         async with self.flux("memory") as server:
             await asyncio.sleep(1.0)
-            marks.append({"executions": 0, "rss_kib": await server.rss_kib()})
+            family = procs.Family(server)
+            marks.append({"executions": 0, "rss_kib": family.rss_kib()})
             operation = echo_call(server.url + SYNC_PATH)
             done = 0
             for mark in plan.memory_marks:
@@ -346,9 +348,13 @@ class Suite:
                 done += result.operations + result.errors
                 runs.append(run_row(f"sync calls up to {done} executions", result))
                 await asyncio.sleep(1.0)  # let write-behind work settle before reading RSS
-                marks.append({"executions": done, "rss_kib": await server.rss_kib()})
+                marks.append({"executions": done, "rss_kib": family.rss_kib()})
                 say(f"memory: {done} executions, RSS {marks[-1]['rss_kib'] / 1024:.1f} MiB")
-        return {"title": "Memory: server RSS idle and after executions", "runs": runs, "rss": marks}
+        return {
+            "title": "Memory: server + worker processes RSS idle and after executions",
+            "runs": runs,
+            "rss": marks,
+        }
 
 
 SCENARIOS: dict[str, Callable[[Suite], Awaitable[dict[str, Any]]]] = {

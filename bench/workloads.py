@@ -25,13 +25,22 @@ async def one(ctx: ExecutionContext):
 
 
 @workflow.with_options(namespace="{BENCH_NAMESPACE}")
+async def burn(ctx: ExecutionContext):
+    """About 5 ms of pure Python (no I/O, no release of the GIL), then echo the input."""
+    total = 0
+    for i in range(60_000):
+        total += i * i % 7
+    return ctx.input
+
+
+@workflow.with_options(namespace="{BENCH_NAMESPACE}")
 async def hold(ctx: ExecutionContext):
     """Pause once; return the resume body."""
     decision = await pause("go")
     return {{"decision": decision}}
 '''
 
-BENCH_WORKFLOWS = 2
+BENCH_WORKFLOWS = 3
 
 
 def filler_namespace(index: int) -> str:
