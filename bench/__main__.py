@@ -12,12 +12,17 @@ from typing import Any
 
 import attrs
 
-from bench import isolation, machine, report
+from bench import isolation, machine, postgres, report
 from bench.procs import Workdir
 from bench.scenarios import NEEDS, Plan, Suite, say
 from bench.scenarios import SCENARIOS as BASIC
 
-SCENARIOS = {**BASIC, "isolation": isolation.isolation, "cpu": isolation.cpu}
+SCENARIOS = {
+    **BASIC,
+    "isolation": isolation.isolation,
+    "cpu": isolation.cpu,
+    "postgres": postgres.postgres,
+}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

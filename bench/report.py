@@ -122,6 +122,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{two['ops_per_s']} / {one['ops_per_s']} req/s",
             )
         )
+    on_sqlite = _run(results, "postgres", 16, "SQLite")
+    for mode in ("local worker processes", "replica mode"):
+        on_pg = _run(results, "postgres", 16, mode)
+        if on_sqlite and on_pg and on_sqlite["ops_per_s"]:
+            ratio = on_pg["ops_per_s"] / on_sqlite["ops_per_s"]
+            found.append(
+                _target(
+                    f"postgres ({mode})",
+                    f"sync c16 req/s on PostgreSQL ({mode}) / on SQLite",
+                    ratio,
+                    ">= 0.7",
+                    ratio >= 0.7,
+                    f"{on_pg['ops_per_s']} / {on_sqlite['ops_per_s']} req/s",
+                )
+            )
     rss = results.get("memory", {}).get("rss")
     if rss and len(rss) == 3:
         growth = (rss[2]["rss_kib"] - rss[1]["rss_kib"]) / MIB

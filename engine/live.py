@@ -134,14 +134,14 @@ class Live(Watched):
 
     def state_event(self, execution: Execution) -> ExecutionEvent:
         """The log event of the state `execution` is in now."""
-        return ExecutionEvent(
-            execution.execution_id,
-            self.next_seq(),
-            EventKind.STATE,
-            "",
-            str(execution.state),
-            execution.updated_at,
-        )
+        return state_event(execution, self.next_seq())
+
+
+def state_event(execution: Execution, seq: int) -> ExecutionEvent:
+    """The log entry of the state `execution` is in, at `seq`."""
+    return ExecutionEvent(
+        execution.execution_id, seq, EventKind.STATE, "", str(execution.state), execution.updated_at
+    )
 
 
 def ends(item: Item) -> bool:

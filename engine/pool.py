@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -34,9 +33,10 @@ from core.model import (
 )
 from core.pauses import not_resumable, pending_pause
 from engine import wire
-from engine.live import Item, Watched, stored_execution
+from engine.live import Item, Watched, new_execution_id, state_event, stored_execution
 from engine.runs import new_execution
 from engine.supervisor import Spawn, Supervisor, WorkerProcess
+from engine.tracking import Tracking
 from ports.catalog import WorkflowVersions
 from ports.executions import ExecutionLog
 
@@ -45,7 +45,6 @@ log = logging.getLogger("flux.workers")
 CRASHES_ALLOWED = 3  # deaths of a worker while running one execution before it is FAILED
 DEFAULT_CAPACITY = 64  # runs one worker process holds at once
 DEFAULT_LEASE = 3.0  # seconds a holding worker may go without renewing before it is killed
-_RECENT_HISTORIES = 512
 
 
 class LocalPool:
@@ -59,7 +58,7 @@ class LocalPool:
         capacity: int = DEFAULT_CAPACITY,
         lease: float = DEFAULT_LEASE,
         clock: Callable[[], float] = time.time,
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_id: Callable[[], str] = new_execution_id,
     ) -> None:
         self._store = executions
         self._versions = versions
@@ -68,8 +67,7 @@ class LocalPool:
         self._clock = clock
         self._new_id = new_id
         self._pending: deque[tuple[Execution, list[ExecutionEvent]]] = deque()
-        self._tracked: dict[str, Watched] = {}
-        self._recent: OrderedDict[str, list[Item]] = OrderedDict()
+        self._tracked: Tracking[Watched] = Tracking()
         self._owner: dict[str, WorkerProcess] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.supervisor = Supervisor(
@@ -120,11 +118,11 @@ class LocalPool:
             )
             events = [
                 ExecutionEvent(execution_id, seq + 1, EventKind.RESUMED, key, body, now),
-                _state_event(running, seq + 2),
+                state_event(running, seq + 2),
             ]
             await self._store.save(running, events)
         except BaseException:
-            self._untrack(execution_id)
+            self._tracked.remove(tracked)
             raise
         tracked.execution = running
         tracked.show([events[0], running])
@@ -144,16 +142,7 @@ class LocalPool:
         return await self.get(execution_id)
 
     async def watch(self, execution_id: str) -> AsyncIterator[Item]:
-        tracked = self._tracked.get(execution_id)
-        if tracked is None:
-            recent = self._recent.get(execution_id)
-            if recent is not None:
-                for item in recent:
-                    yield item
-                return
-            yield await self.get(execution_id)
-            return
-        async for item in tracked.follow():
+        async for item in self._tracked.watch(execution_id, self.get):
             yield item
 
     async def cancel(self, execution_id: str) -> Execution:
@@ -174,8 +163,7 @@ class LocalPool:
         return await self._finish(execution, ExecutionState.CANCELLED)
 
     def abandon_waiters(self, error: Callable[[str], FluxError]) -> None:
-        for tracked in self._tracked.values():
-            _abandon(tracked.settled, error(tracked.execution_id))
+        self._tracked.abandon_waiters(error)
 
     async def recover(self) -> list[str]:
         """Queue what a previous server left CREATED or RUNNING; workers replay it as they
@@ -194,10 +182,7 @@ class LocalPool:
         await self.supervisor.stop(grace)
         for task in list(self._tasks):
             task.cancel()
-        for tracked in self._tracked.values():
-            if not tracked.settled.done():
-                tracked.settled.cancel()
-        self._tracked.clear()
+        self._tracked.cancel_waiters()
 
     # -- assigning runs ---------------------------------------------------------------------
 
@@ -308,7 +293,7 @@ class LocalPool:
             self._dispatch()
             tracked = self._tracked.get(execution_id)
             if tracked is not None:
-                self._settled(tracked, execution)
+                self._tracked.settle(tracked, execution)
         return True
 
     def _publish(
@@ -338,8 +323,9 @@ class LocalPool:
             if execution_id in worker.held:
                 worker.held.discard(execution_id)
                 self._owner.pop(execution_id, None)
-                if not self.supervisor.stopping:
-                    await self._requeue(execution_id)
+                execution = await self.get(execution_id)
+                if not self.supervisor.stopping and execution.state.in_progress:
+                    self._enqueue(execution, await self._store.events(execution_id))
 
     # -- a worker lost ----------------------------------------------------------------------
 
@@ -379,11 +365,6 @@ class LocalPool:
         await self._store.append([lost])
         self._enqueue(execution, [*log_, lost])
 
-    async def _requeue(self, execution_id: str) -> None:
-        execution = await self.get(execution_id)
-        if execution.state.in_progress:
-            self._enqueue(execution, await self._store.events(execution_id))
-
     # -- tracking ---------------------------------------------------------------------------
 
     async def _finish(
@@ -398,43 +379,17 @@ class LocalPool:
         log_ = before or []
         seq = _last_seq(await self._store.events(execution.execution_id), log_)
         final = evolve(execution, state=state, error=error, updated_at=self._clock())
-        await self._store.save(final, [*log_, _state_event(final, seq + 1)])
+        await self._store.save(final, [*log_, state_event(final, seq + 1)])
         tracked = self._tracked.get(execution.execution_id)
         if tracked is not None:
             tracked.show([*log_, final])
-            self._settled(tracked, final)
+            self._tracked.settle(tracked, final)
         return final
 
     def _track(self, execution: Execution, *, keep_history: bool) -> Watched:
-        tracked = Watched(asyncio.get_running_loop(), execution, keep_history=keep_history)
-        self._tracked[execution.execution_id] = tracked
-        return tracked
-
-    def _untrack(self, execution_id: str) -> None:
-        self._tracked.pop(execution_id, None)
-
-    def _settled(self, tracked: Watched, execution: Execution) -> None:
-        self._untrack(tracked.execution_id)
-        if tracked.history is not None:
-            # Kept a little while: a stream that subscribes just after a quick run finishes
-            # still gets every event.
-            self._recent[tracked.execution_id] = tracked.history
-            while len(self._recent) > _RECENT_HISTORIES:
-                self._recent.popitem(last=False)
-        tracked.settle(execution)
-
-
-def _abandon(settled: asyncio.Future[Execution], error: FluxError) -> None:
-    if not settled.done():
-        settled.set_exception(error)
-        settled.exception()  # retrieved: a run nobody waits for must not warn
+        loop = asyncio.get_running_loop()
+        return self._tracked.add(Watched(loop, execution, keep_history=keep_history))
 
 
 def _last_seq(*logs: Any) -> int:
     return max((event.seq for log_ in logs for event in log_), default=0)
-
-
-def _state_event(execution: Execution, seq: int) -> ExecutionEvent:
-    return ExecutionEvent(
-        execution.execution_id, seq, EventKind.STATE, "", str(execution.state), execution.updated_at
-    )

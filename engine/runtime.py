@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -37,11 +36,10 @@ from engine.placement import TASK_THREADS, Placement
 from engine.registration import LoadedWorkflow, WorkflowLoader
 from engine.replay import Outcome
 from engine.runs import new_execution, reload
+from engine.tracking import Tracking
 from ports.executions import ExecutionLog, Progress
 
 log = logging.getLogger("flux.engine")
-
-_RECENT_HISTORIES = 512
 
 
 class Runtime:
@@ -80,8 +78,7 @@ class Runtime:
         self._new_id = new_id
         self.progress = progress
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._live: dict[str, Live] = {}
-        self._recent: OrderedDict[str, list[Item]] = OrderedDict()
+        self._live: Tracking[Live] = Tracking()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -171,19 +168,7 @@ class Runtime:
         events, ending after a state that ends the stream. What the execution did since it
         started (or was resumed) is replayed first, so subscribing late misses nothing.
         Leaving the iteration early never affects the execution."""
-        live = self._live.get(execution_id)
-        if live is None:
-            recent = self._recent.get(execution_id)
-            if recent is not None:
-                for item in recent:
-                    yield item
-                return
-            execution = await self._existing(execution_id)
-            live = self._live.get(execution_id)
-            if live is None:
-                yield execution
-                return
-        async for item in live.follow():
+        async for item in self._live.watch(execution_id, self._existing):
             yield item
 
     async def cancel(self, execution_id: str) -> Execution:
@@ -215,10 +200,7 @@ class Runtime:
             raise
 
     def abandon_waiters(self, error: Callable[[str], FluxError]) -> None:
-        for live in self._live.values():
-            if not live.settled.done():
-                live.settled.set_exception(error(live.execution_id))
-                live.settled.exception()  # retrieved: a run nobody waits for must not warn
+        self._live.abandon_waiters(error)
 
     async def recover(self) -> list[str]:
         """Replay every CREATED or RUNNING execution a previous process left behind (PAUSED ones
@@ -255,10 +237,7 @@ class Runtime:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
-        for live in list(self._live.values()):
-            if not live.settled.done():
-                live.settled.cancel()
-        self._live.clear()
+        self._live.cancel_waiters()
         await self._placement.close()
 
     # -- internals: main loop --------------------------------------------------------------
@@ -285,12 +264,11 @@ class Runtime:
 
     def _track(self, execution: Execution, *, keep_history: bool) -> Live:
         live = Live(self, execution, keep_history=keep_history)
-        self._live[execution.execution_id] = live
+        self._live.add(live)
         return live
 
     def _untrack(self, live: Live) -> None:
-        if self._live.get(live.execution_id) is live:
-            del self._live[live.execution_id]
+        self._live.remove(live)
 
     def _forget(self, live: Live) -> None:
         self._untrack(live)
@@ -368,18 +346,7 @@ class Runtime:
         return live.execution
 
     def _settled(self, live: Live, execution: Execution) -> None:
-        self._untrack(live)
-        if live.history is not None:
-            # Kept a little while: a stream that subscribes just after a quick run finishes
-            # still gets every event.
-            self._recent[live.execution_id] = live.history
-            self._recent.move_to_end(live.execution_id)
-            while len(self._recent) > _RECENT_HISTORIES:
-                self._recent.popitem(last=False)
-        else:
-            self._recent.pop(live.execution_id, None)  # an older history would now be stale
-        if not live.settled.done():
-            live.settled.set_result(execution)
+        self._live.settle(live, execution)
 
     def _forget_with_error(self, live: Live, exc: BaseException) -> None:
         self._untrack(live)
