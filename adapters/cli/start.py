@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 
-from adapters.cli.client import CliError
 from adapters.cli.session import load
 from adapters.config import ConfigError, StandaloneOptions
 
@@ -63,10 +62,8 @@ def start_server(
             "isolation": isolation,
         }
     )
-    try:
-        from adapters.bootstrap import serve
-    except ImportError as exc:
-        raise CliError(f"the server is not available in this installation: {exc}") from None
+    from adapters.bootstrap import serve  # imported here: the client commands stay light
+
     serve(settings, executor)
 
 
@@ -174,8 +171,6 @@ def service_start(
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    try:
-        from adapters.bootstrap import serve_standalone
-    except ImportError as exc:
-        raise CliError(f"the standalone process is not available: {exc}") from None
+    from adapters.bootstrap import serve_standalone
+
     serve_standalone(options)
