@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import operator
 import types
 import typing
@@ -107,13 +108,47 @@ def _validate(tp: Any, value: Any) -> Any:
 
 
 def to_json(value: Any) -> Any:
-    """A JSON-able copy of a workflow or task result (models, dataclasses, attrs, dates...)."""
-    if value is None or isinstance(value, str | int | float | bool):
+    """A JSON-able copy of a workflow or task result (models, dataclasses, attrs, dates...).
+
+    A non-finite number (NaN, an infinity) is not JSON: it raises ValueError, so the run (or
+    the task) fails with a clear error instead of answering `NaN` nobody can parse."""
+    if value is None or isinstance(value, str | int | bool):
         return value
+    if isinstance(value, float):
+        return _finite(value)
     try:
-        return to_jsonable_python(value, fallback=_fallback)
+        result = to_jsonable_python(value, fallback=_fallback)
     except PydanticSerializationError as exc:
         raise TypeError(f"result is not JSON serializable: {exc}") from None
+    bad = _non_finite(result)
+    if bad is not None:
+        raise _not_json(bad)
+    return result
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise _not_json(value)
+    return value
+
+
+def _not_json(value: float) -> ValueError:
+    name = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    return ValueError(f"output is not valid JSON: {name} (JSON has no non-finite numbers)")
+
+
+def _non_finite(value: Any) -> float | None:
+    """The first NaN or infinity inside a JSON-able value, found without recursion."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return item
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return None
 
 
 def restore(tp: Any, value: Any) -> Any:

@@ -34,20 +34,20 @@ class CallRoutes:
 
     def install(self, web_app: web.Application) -> None:
         r = web_app.router
+        # A declared body over the limit is refused before `100 Continue` invites its upload.
+        expect = parse.expect_handler(self.max_body_bytes)
         for base in ("/workflows/{namespace}/{name}/run", "/services/{service}/{workflow}"):
-            r.add_post(base, self.run)
-            r.add_post(base + "/{mode}", self.run)
+            r.add_post(base, self.run, expect_handler=expect)
+            r.add_post(base + "/{mode}", self.run, expect_handler=expect)
         for base in ("/workflows/{namespace}/{name}", "/services/{service}/{workflow}"):
-            r.add_post(base + "/resume/{execution_id}", self.resume)
-            r.add_post(base + "/resume/{execution_id}/{mode}", self.resume)
+            r.add_post(base + "/resume/{execution_id}", self.resume, expect_handler=expect)
+            r.add_post(base + "/resume/{execution_id}/{mode}", self.resume, expect_handler=expect)
             r.add_get(base + "/status/{execution_id}", self.status)
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         principal = await self._principal(request)
         target, prefix = target_of(request, self.mount)
-        mode = parse.mode_of(request)
-        version = parse.version_of(request)
-        detailed = parse.flag(request, "detailed") if mode == "sync" else True
+        mode, detailed, version = _query(request)
         body = await parse.read_json(request, self.max_body_bytes)
         execution = await self.calls.call(
             principal, target, body, version=version, wait=mode == "sync"
@@ -59,8 +59,7 @@ class CallRoutes:
     async def resume(self, request: web.Request) -> web.StreamResponse:
         principal = await self._principal(request)
         target, prefix = target_of(request, self.mount)
-        mode = parse.mode_of(request)
-        detailed = parse.flag(request, "detailed") if mode == "sync" else True
+        mode, detailed, _ = _query(request)
         body = await parse.read_json(request, self.max_body_bytes)
         execution = await self.calls.resume(
             principal, target, request.match_info["execution_id"], body, wait=mode == "sync"
@@ -72,6 +71,7 @@ class CallRoutes:
     async def status(self, request: web.Request) -> web.Response:
         principal = await self._principal(request)
         target, prefix = target_of(request, self.mount)
+        _query(request)  # an answer is always detailed, but a bad parameter is still refused
         execution = await self.calls.status(principal, target, request.match_info["execution_id"])
         status, body = shape_execution(execution, kind="status", detailed=True, url_prefix=prefix)
         return json_response(body, status)
@@ -123,6 +123,13 @@ class CallRoutes:
         await items.aclose()
         await response.write_eof()
         return response
+
+
+def _query(request: web.Request) -> tuple[str, bool, int | None]:
+    """Mode, `detailed` and `version`, parsed alike on every call route and mode (a route that
+    has no use for one still refuses a bad value: the same value means the same everywhere)."""
+    mode = parse.mode_of(request)
+    return mode, parse.detailed_of(request, mode), parse.version_of(request)
 
 
 def target_of(request: web.Request, mount: str = "") -> tuple[Target, str]:

@@ -72,13 +72,12 @@ class Routes:
     # -- health --------------------------------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
-        reachable = await self.storage_ping()
-        body = {
-            "status": "ok" if reachable else "degraded",
-            "version": VERSION,
-            "database": "ok" if reachable else "unreachable",
-        }
-        return json_response(body, 200 if reachable else 503)
+        # "ok", "read-only" (it answers but takes no writes: full, read-only, locked) or
+        # "unreachable", from a bounded write probe (Storage.health).
+        database = await self.app.storage_health()
+        ok = database == "ok"
+        body = {"status": "ok" if ok else "degraded", "version": VERSION, "database": database}
+        return json_response(body, 200 if ok else 503)
 
     # -- workflows -----------------------------------------------------------------------------
 
@@ -108,7 +107,7 @@ class Routes:
 
     async def list_workflows(self, request: web.Request) -> web.Response:
         await self._principal(request)
-        infos = await self.app.list_workflows(request.query.get("namespace"))
+        infos = await self.app.list_workflows(parse.namespace_of(request))
         return json_response({"workflows": [workflow_info_json(info) for info in infos]})
 
     async def show_workflow(self, request: web.Request) -> web.Response:
@@ -126,9 +125,11 @@ class Routes:
         )
 
     async def delete_workflow(self, request: web.Request) -> web.Response:
+        # 409 `workflow_in_use` with `count` while executions of it are unfinished, unless
+        # ?force=true, which cancels them first (SPEC §9).
         principal = await self._principal(request)
         deleted = await self.app.delete_workflow(
-            principal, ref_of(request), parse.version_of(request)
+            principal, ref_of(request), parse.version_of(request), parse.flag(request, "force")
         )
         return json_response({"deleted": deleted})
 
