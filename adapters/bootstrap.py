@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -21,7 +22,7 @@ from attrs import frozen
 from adapters.auth.authenticator import Authenticator, verifier_from_settings
 from adapters.config import Settings, StandaloneOptions
 from adapters.http.auth import install_bearer_challenge
-from adapters.http.errors import errors_as_json
+from adapters.http.errors import ACCESS_LOG, AccessLogger, errors_as_json, run_app
 from adapters.http.gateway import HttpServiceGateway
 from adapters.http.server import Limits, Routes
 from adapters.http.standalone import log_line, report_clashes, service_app
@@ -64,7 +65,9 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
     replicas)."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
-    storage = await open_storage(settings.database_url)
+    # Exclusive: a second server on the same SQLite file stops here (`StorageInUse`, naming the
+    # holder's PID) before it migrates, recovers or writes anything.
+    storage = await open_storage(settings.database_url, exclusive=True)
     try:
         runner = await _executor(settings, storage, executor)
         auth = build_auth(settings, storage)
@@ -75,7 +78,13 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
             await runner.recover()
             yield Flux(
                 storage,
-                FluxApp(lookup, sandbox.inspect),
+                FluxApp(
+                    lookup,
+                    sandbox.inspect,
+                    executions=storage.workflow_executions,
+                    cancel=runner.cancel,
+                    storage_health=storage.health,
+                ),
                 ServiceCalls(lookup, runner),
                 auth,
                 runner,
@@ -142,7 +151,7 @@ async def server_app(
         middlewares=[errors_as_json],
         client_max_size=max(limits.max_body_bytes, limits.max_upload_bytes) + 64 * 1024,
     )
-    Routes(flux.app, flux.calls, flux.auth, limits, flux.storage.ping, mount).install(web_app)
+    Routes(flux.app, flux.calls, flux.auth, limits, _database_ok(flux.app), mount).install(web_app)
     web_app[FLUX] = flux
     if settings.auth.enabled:  # without auth there is no 401 to carry a challenge
         install_bearer_challenge(web_app)
@@ -154,6 +163,16 @@ async def server_app(
     web_app.on_cleanup.append(close)
     web_app.on_startup.append(_freeze_startup_objects)
     return web_app
+
+
+def _database_ok(app: FluxApp) -> Callable[[], Awaitable[bool]]:
+    """Whether the database takes writes (what `Routes` still asks for; /health itself asks
+    `FluxApp.storage_health` for the state)."""
+
+    async def ok() -> bool:
+        return await app.storage_health() == "ok"
+
+    return ok
 
 
 def _answer_the_rest_after(grace: float, executor: Executor) -> Callable[[web.Application], Any]:
@@ -193,19 +212,27 @@ GIL_SWITCH_INTERVAL = 0.0005
 def serve(settings: Settings, executor: str = "embedded") -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     # Warnings and errors (a worker process replaced, a run that could not be driven) reach
-    # the server's standard error; per-request logs are not written on this path.
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    web.run_app(
+    # the server's standard error, and so does one access line per request (`flux.access`).
+    _log_to_stderr()
+    run_app(
         server_app(settings, executor),
         host=settings.host,
         port=settings.port,
-        print=lambda text: print(text, flush=True),
-        access_log=None,
+        on_listening=lambda url: print(
+            f"======== Running on {url} ========\n(Press CTRL+C to quit)", flush=True
+        ),
+        access_log=ACCESS_LOG,
+        access_log_class=AccessLogger,
         # The calls still waiting when the grace ends are answered (503) just after it.
         shutdown_timeout=settings.shutdown_grace + 1.5,
     )
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    ACCESS_LOG.setLevel(logging.INFO)
 
 
 # -- `flux service start` ----------------------------------------------------------------------
@@ -255,22 +282,48 @@ def _gateway(
 
 def serve_standalone(options: StandaloneOptions) -> None:
     """Run the process until interrupted (what `flux service start` calls)."""
-    log_line(
-        f"serving service {options.service!r} on http://{options.host}:{options.port}, "
-        f"forwarding to {options.server_url} (cache TTL {options.cache_ttl:g} s)"
-    )
+    _log_to_stderr()
+    url = f"http://{_url_host(options.host)}:{options.port}"
 
     async def prepare() -> web.Application:
-        return build_standalone_app(options, mcp=await _mcp_wanted(options))
+        mcp = await _mcp_wanted(options)
+        log_line(
+            f"serving service {options.service!r} on {url}, forwarding to {options.server_url} "
+            f"(cache TTL {options.cache_ttl:g} s); " + (f"MCP at {url}/mcp" if mcp else "MCP off")
+        )
+        if not _is_loopback(options.host) and not options.settings.api_key:
+            if not (mcp and options.mcp_issuer):
+                print(
+                    f"flux service: warning: listening on {options.host}, beyond this machine, "
+                    "with no credentials of its own (no api_key, no --mcp-issuer): unless the "
+                    "main server requires them, anyone who can reach this port can run the "
+                    "service's workflows",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return build_standalone_app(options, mcp=mcp)
 
-    web.run_app(
+    run_app(
         prepare(),
         host=options.host,
         port=options.port,
-        print=None,
-        access_log=None,
+        access_log=ACCESS_LOG,
+        access_log_class=AccessLogger,
         shutdown_timeout=5.0,
     )
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def _mcp_wanted(options: StandaloneOptions) -> bool:

@@ -9,6 +9,7 @@ which a new worker could take no work).
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Callable
 
@@ -55,6 +56,11 @@ async def run_linked_worker(link_fd: int, *, concurrency: int = DEFAULT_CAPACITY
     """One local worker process of a server: runs what the server assigns over `link_fd`,
     until the server stops it (SIGTERM) or goes away."""
     _end_with_parent()
+    # The server's standard error is this process's too: warnings, and the traceback of every
+    # failed execution (`flux.engine`), in the server's own log format.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when its workers stop
     link = await ServerLink.over_socket(link_fd)
     worker = ExecutionWorker(

@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
@@ -27,6 +28,8 @@ from flux.task import Task
 from ports.replay import Channel
 
 SLEEP = "sleep"
+
+log = logging.getLogger("flux.engine")
 
 
 class Suspend(BaseException):
@@ -99,6 +102,15 @@ class Replayer:
         except BaseException as exc:
             # KeyboardInterrupt, SystemExit, GeneratorExit or any other BaseException raised by
             # workflow code ends this run, never the process that runs it.
+            context = self.context
+            log.error(
+                "execution %s of %s/%s failed: %s",
+                context.execution_id,
+                context.namespace,
+                context.workflow,
+                type(exc).__name__,
+                exc_info=exc,
+            )
             return self._outcome(ExecutionState.FAILED, error=error_of(exc))
         finally:
             current_replayer.reset(token)

@@ -88,6 +88,10 @@ class HttpServiceGateway:
         self.upstream_timeout = upstream_timeout
         self.api_key = api_key
         self.cache = EndpointCache(self.fetch, ttl=cache_ttl, clock=clock, on_refresh=on_refresh)
+        self._clock = clock
+        # Whether the main server refuses callers without credentials, and when that was seen.
+        self._anonymous: tuple[bool, float] | None = None
+        self._probe: asyncio.Task[bool] | None = None
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -147,8 +151,36 @@ class HttpServiceGateway:
         return served_endpoints(await self.cache.current(authorization))
 
     async def resolve(self, name: str, authorization: str | None = None) -> Endpoint:
-        """The endpoint behind `name`; raises the typed error its absence or collision means."""
+        """The endpoint behind `name`; raises the typed error its absence or collision means.
+
+        The cache may hold what the process's own credentials read; a caller who brought none
+        learns nothing from it when the main server would refuse them: 401 comes before 404."""
+        if not authorization and self.own_authorization and await self._refuses_anonymous():
+            raise errors.Unauthenticated(
+                "the Flux server requires credentials: send an Authorization header"
+            )
         return await self.cache.lookup(name, authorization)
+
+    async def _refuses_anonymous(self) -> bool:
+        """Whether the main server answers a request without credentials 401; asked once per
+        cache TTL (one request shared by every caller waiting on it), not per call."""
+        known = self._anonymous
+        if known is not None and self._clock() - known[1] < self.cache.policy.ttl:
+            return known[0]
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._probe_anonymous())
+            self._probe.add_done_callback(_consume)
+        return await asyncio.shield(self._probe)
+
+    async def _probe_anonymous(self) -> bool:
+        try:
+            await self._fetch_once(None)
+        except (errors.Unauthenticated, errors.Forbidden):
+            refused = True
+        else:  # an answer without credentials (the service, or its absence)
+            refused = False
+        self._anonymous = (refused, self._clock())
+        return refused
 
     async def server_reachable(self, timeout: float = 2.0) -> bool:
         try:
@@ -210,9 +242,7 @@ class HttpServiceGateway:
         workflow = request.match_info["workflow"]
         authorization = request.headers.get("Authorization")
         await self.resolve(workflow, authorization)
-        prefix = "/" + workflow
-        tail = request.rel_url.raw_path[len(prefix) :]
-        url = self._endpoint_url(workflow, tail)
+        url = self._endpoint_url(workflow, _route_tail(request))
         if request.rel_url.raw_query_string:
             url += "?" + request.rel_url.raw_query_string
         body = await request.read() if request.can_read_body else None
@@ -248,6 +278,25 @@ class HttpServiceGateway:
         if self.session is None:
             raise errors.UpstreamUnavailable("the standalone process has not started yet")
         return self.session
+
+
+def _consume(task: asyncio.Task[bool]) -> None:
+    # a failed probe that nobody awaits any more must not log "exception never retrieved"
+    if not task.cancelled():
+        task.exception()
+
+
+def _route_tail(request: web.Request) -> str:
+    """What follows `/{workflow}` in the matched route, rebuilt from the decoded path values,
+    each encoded once: `/%65cho/%61sync` goes on as `/echo/async`, whatever the caller
+    percent-encoded (an encoded slash stays inside its segment)."""
+    resource = request.match_info.route.resource
+    canonical = resource.canonical if resource is not None else "/{workflow}"
+    template = canonical.removeprefix("/{workflow}")
+    if "{" not in template:
+        return template
+    values = {key: quote(value, safe="") for key, value in request.match_info.items()}
+    return template.format_map(values)
 
 
 async def _relay_whole(

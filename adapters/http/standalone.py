@@ -19,11 +19,15 @@ from adapters.http.errors import errors_as_json, json_response
 from adapters.http.gateway import HttpServiceGateway
 from core import errors
 from core.endpoint_cache import Known, ServiceMissing, clashing_names, served_endpoints
+from core.mcp_tools import tools_for
 from ports.gateway import ServiceGateway
 
 ExtraSetup = Callable[[web.Application, ServiceGateway], None]
 
 GATEWAY: web.AppKey[HttpServiceGateway] = web.AppKey("gateway", HttpServiceGateway)
+# Whether `/mcp` is mounted (by `extra_setup`), for the start report.
+MCP_MOUNTED: web.AppKey[bool] = web.AppKey("mcp_mounted", bool)
+MCP_PATH = "/mcp"
 
 # Workflow names are Python identifiers; anything else is not an endpoint, and is answered
 # without a look at the cache.
@@ -60,6 +64,10 @@ def service_app(
     app.router.add_get("/health", _health)
     if extra_setup is not None:
         extra_setup(app, gateway)
+    app[MCP_MOUNTED] = any(resource.canonical == MCP_PATH for resource in app.router.resources())
+    if not app[MCP_MOUNTED]:
+        # Said plainly, not "no endpoint 'mcp'" from the workflow routes.
+        app.router.add_route("*", MCP_PATH, _mcp_off)
     app.router.add_post(f"/{_NAME}", _forward)
     app.router.add_post(f"/{_NAME}/resume/{{execution_id}}", _forward)
     app.router.add_post(f"/{_NAME}/resume/{{execution_id}}/{{mode}}", _forward)
@@ -104,6 +112,10 @@ async def _warm_up(app: web.Application) -> AsyncIterator[None]:
         else:
             if isinstance(data, ServiceMissing):
                 log_line(f"service {gateway.service_name!r} does not exist on {gateway.server_url}")
+            else:
+                endpoints = served_endpoints(data)
+                tools = f", {len(tools_for(endpoints))} MCP tools" if app[MCP_MOUNTED] else ""
+                log_line(f"service {gateway.service_name!r}: {len(endpoints)} endpoints{tools}")
 
     task = asyncio.get_running_loop().create_task(fetch())
     yield
@@ -119,6 +131,12 @@ def report_clashes(previous: Known | None, current: Known) -> None:
             "workflow names clashing with this process's own routes, reachable on the main "
             f"server only: {', '.join(now)}"
         )
+
+
+async def _mcp_off(request: web.Request) -> web.Response:
+    return json_response(
+        {"error": errors.NotFound.code, "message": "MCP is not enabled on this process"}, 404
+    )
 
 
 async def _forward(request: web.Request) -> web.StreamResponse:
