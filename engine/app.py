@@ -9,7 +9,7 @@ half of the engine (engine/calls.py).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from core import permissions
 from core.errors import WorkflowNotFound
@@ -18,9 +18,11 @@ from core.permissions import Principal
 from core.resolve import missing_service, resolve
 from core.services import ServiceUpdate, apply_update
 from engine.lookup import ServiceLookup, workflow_not_found
+from engine.registration import bundle_source
 from ports.catalog import NewWorkflow, Registered
 
-# Reads an uploaded module's workflows without running it in this process (engine/sandbox.py).
+# Reads an uploaded module's workflows without running it in this process (engine/sandbox.py):
+# (source, filename), where source may be a bundle's text (engine.registration.encode_bundle).
 InspectModule = Callable[[str, str], Awaitable[Sequence[NewWorkflow]]]
 
 
@@ -33,8 +35,14 @@ class FluxApp:
 
     # -- workflows ---------------------------------------------------------------------------
 
-    async def register(self, principal: Principal, source: str, filename: str) -> list[Registered]:
+    async def register(
+        self, principal: Principal, source: str | Mapping[str, str], filename: str = "workflow.py"
+    ) -> list[Registered]:
+        """Register one module's `source` named `filename`, or several files (relative path ->
+        source) as a bundle whose modules import each other; one file stays a plain module."""
         permissions.require(principal, permissions.ADMIN)
+        if not isinstance(source, str):
+            source, filename = bundle_source(source)
         return await self._catalog.register(list(await self._inspect(source, filename)))
 
     async def list_workflows(self, namespace: str | None = None) -> list[WorkflowInfo]:

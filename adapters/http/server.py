@@ -25,6 +25,7 @@ from core.permissions import Principal
 from core.services import parse_new_service, parse_service_update
 from engine.app import FluxApp
 from engine.calls import ServiceCalls
+from engine.registration import MAX_BUNDLE_FILES
 from ports.auth import Authenticate
 from ports.catalog import Registered
 
@@ -83,27 +84,49 @@ class Routes:
 
     async def register(self, request: web.Request) -> web.Response:
         principal = await self._principal(request)
-        source, filename = await self._uploaded_module(request)
-        registered = await self.app.register(principal, source, filename)
+        files = await self._uploaded_module(request)
+        registered = await self.app.register(principal, files)
         return json_response({"workflows": _registered_json(registered)}, 201)
 
-    async def _uploaded_module(self, request: web.Request) -> tuple[str, str]:
+    async def _uploaded_module(self, request: web.Request) -> dict[str, str]:
+        """File name -> source of what was uploaded: a raw body (one module, named by
+        `?filename=`) or a multipart form with one `file` part per file; several are a bundle,
+        each part named by its relative path (`pkg/helpers.py`), at most MAX_BUNDLE_FILES and
+        `max_upload_bytes` in all."""
         limit = self.limits.max_upload_bytes
-        if request.content_type.startswith("multipart/"):
-            if request.content_length is not None and request.content_length > limit + 4096:
-                raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes", limit=limit)
-            reader = await request.multipart()
-            async for part in reader:
-                if isinstance(part, BodyPartReader) and part.name == "file":
-                    data = await part.read(decode=True)
-                    if len(data) > limit:
-                        raise PayloadTooLarge(
-                            f"upload exceeds the limit of {limit} bytes", limit=limit
-                        )
-                    return _decode_source(bytes(data)), part.filename or "workflow.py"
+        too_large = PayloadTooLarge(f"upload exceeds the limit of {limit} bytes", limit=limit)
+        if not request.content_type.startswith("multipart/"):
+            data = await parse.read_body(request, limit)
+            return {request.query.get("filename", "workflow.py"): _decode_source(data)}
+        # Room for the form's own framing: boundaries and part headers, a few hundred bytes each.
+        envelope = 4096 + 512 * MAX_BUNDLE_FILES
+        if request.content_length is not None and request.content_length > limit + envelope:
+            raise too_large
+        files: dict[str, str] = {}
+        total = 0
+        reader = await request.multipart()
+        async for part in reader:
+            if not (isinstance(part, BodyPartReader) and part.name == "file"):
+                continue
+            if len(files) == MAX_BUNDLE_FILES:
+                raise InvalidRequest(f"an upload holds at most {MAX_BUNDLE_FILES} files")
+            data = await part.read(decode=True)
+            total += len(data)
+            if total > limit:
+                raise too_large
+            name = part.filename or ("workflow.py" if not files else "")
+            if not name:
+                raise InvalidRequest("each 'file' part of a bundle needs its file name")
+            disposition = part.headers.get("Content-Disposition", "")
+            if 'filename="/' in disposition or 'filename="\\' in disposition:
+                # aiohttp strips the leading slash; an absolute name is refused, not made relative
+                raise InvalidRequest(f"file name '/{name}' is absolute: send relative paths")
+            if name in files:
+                raise InvalidRequest(f"the upload holds '{name}' twice", filename=name)
+            files[name] = _decode_source(bytes(data))
+        if not files:
             raise InvalidRequest("multipart upload needs a 'file' field")
-        data = await parse.read_body(request, limit)
-        return _decode_source(data), request.query.get("filename", "workflow.py")
+        return files
 
     async def list_workflows(self, request: web.Request) -> web.Response:
         await self._principal(request)
