@@ -25,6 +25,8 @@ SCENARIOS = {
 }
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# A quick (smoke) run never overwrites the committed full results the README cites.
+QUICK_RESULTS = RESULTS / "quick"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -42,8 +44,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--profile", action="store_true", help="also sample the server with py-spy (sync, c16)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary working dirs")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="where results go")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help=f"where results go (default: {RESULTS}, or {QUICK_RESULTS} with --quick)",
+    )
     args = parser.parse_args(argv)
+    if args.results is None:
+        args.results = QUICK_RESULTS if args.quick else RESULTS
     wanted = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in SCENARIOS]
     if unknown or not wanted:

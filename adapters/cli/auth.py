@@ -17,6 +17,7 @@ import click
 
 from adapters.auth.api_keys import ApiKeys
 from adapters.cli import render
+from adapters.cli.failures import one_line
 from adapters.config import ConfigError, load_settings
 from core.errors import AlreadyExists, InvalidRequest, NotFound
 from ports.auth import ApiKey
@@ -47,12 +48,13 @@ def _with_keys(database_url: str | None, job: Callable[[ApiKeys], Awaitable[T]])
         finally:
             await storage.close()
 
-    try:
-        return asyncio.run(run())
-    except InvalidRequest as exc:
-        raise click.UsageError(exc.message) from None
-    except (AlreadyExists, NotFound) as exc:
-        raise click.ClickException(exc.message) from None
+    with one_line(database_url=url):
+        try:
+            return asyncio.run(run())
+        except InvalidRequest as exc:
+            raise click.UsageError(exc.message) from None
+        except (AlreadyExists, NotFound) as exc:
+            raise click.ClickException(exc.message) from None
 
 
 def key_json(key: ApiKey) -> dict[str, Any]:

@@ -31,10 +31,10 @@ class CliError(click.ClickException):
 class ApiError(CliError):
     """The server answered with an error status."""
 
-    def __init__(self, status: int, body: Any) -> None:
+    def __init__(self, status: int, body: Any, text: str | None = None) -> None:
         self.status = status
         self.body = body
-        super().__init__(f"{_error_text(status, body)} ({status})")
+        super().__init__(f"{text or _error_text(status, body)} ({status})")
 
 
 class Unreachable(CliError):
@@ -42,17 +42,42 @@ class Unreachable(CliError):
         super().__init__(f"cannot reach {url} ({reason})")
 
 
+class NoAnswer(CliError):
+    """The server took the connection but did not answer in time."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        super().__init__(f"no answer from {url} within {timeout:g}s (a longer wait: --timeout)")
+
+
 def _error_text(status: int, body: Any) -> str:
     if isinstance(body, Mapping):
         message = body.get("message")
         if isinstance(message, str) and message:
-            return message
+            return _with_field_errors(message, body.get("errors"))
         error = body.get("error")
         if isinstance(error, str):
             return error
     if isinstance(body, str) and body.strip():
         return body.strip().splitlines()[0][:200]
     return f"server answered HTTP {status}"
+
+
+def _with_field_errors(message: str, errors: Any) -> str:
+    """A 422's message with each field error (`amount: Input should be a valid number`), unless
+    the message already names them all."""
+    if not isinstance(errors, list):
+        return message
+    fields: list[str] = []
+    for error in errors:
+        if not isinstance(error, Mapping) or not isinstance(error.get("msg"), str):
+            continue
+        loc = error.get("loc")
+        where = ".".join(map(str, loc)) if isinstance(loc, list | tuple) and loc else "input"
+        fields.append(f"{where}: {error['msg']}")
+    missing = [text for text in fields if text not in message]
+    if not missing:
+        return message
+    return f"{message}: {'; '.join(fields)}"
 
 
 @frozen
@@ -66,11 +91,23 @@ def path_of(*segments: str) -> str:
     return "/" + "/".join(quote(str(s), safe="") for s in segments)
 
 
+# A multipart upload: (field name, file name, content).
+Part = tuple[str, str, bytes]
+
+
 class FluxClient:
-    def __init__(self, server_url: str, api_key: str | None = None, timeout: float = 300.0):
+    """`timeout`: seconds a whole call may take (None: as long as it takes; the connection
+    itself must still be made within CONNECT_TIMEOUT)."""
+
+    def __init__(
+        self, server_url: str, api_key: str | None = None, timeout: float | None = 30.0
+    ) -> None:
         self.server_url = server_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+
+    def with_timeout(self, timeout: float | None) -> FluxClient:
+        return FluxClient(self.server_url, self.api_key, timeout)
 
     def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -80,7 +117,8 @@ class FluxClient:
         return headers
 
     def _session(self) -> aiohttp.ClientSession:
-        timeout = aiohttp.ClientTimeout(total=self.timeout, sock_connect=CONNECT_TIMEOUT)
+        connect = CONNECT_TIMEOUT if self.timeout is None else min(CONNECT_TIMEOUT, self.timeout)
+        timeout = aiohttp.ClientTimeout(total=self.timeout, sock_connect=connect)
         return aiohttp.ClientSession(timeout=timeout)
 
     def request(
@@ -93,24 +131,31 @@ class FluxClient:
         data: bytes | str | None = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        parts: list[Part] | None = None,
         ok: tuple[int, ...] = (),
     ) -> Response:
         """Send one request. A status of 400 or more raises `ApiError` unless listed in `ok`;
-        `has_body` sends `json_body` even when it is None (a JSON `null` input)."""
+        `has_body` sends `json_body` even when it is None (a JSON `null` input); `parts` sends
+        a multipart/form-data body instead."""
         url = self.server_url + path
         extra = dict(headers or {})
-        payload = data
+        payload: bytes | str | None = data
         if has_body or json_body is not None:
             payload = json.dumps(json_body)
             extra.setdefault("Content-Type", "application/json")
 
         async def send() -> Response:
+            body: bytes | str | aiohttp.FormData | None = payload
+            if parts is not None:
+                body = aiohttp.FormData(quote_fields=False)
+                for field, filename, content in parts:
+                    body.add_field(field, content, filename=filename, content_type="text/x-python")
             async with (
                 self._session() as session,
                 session.request(
                     method,
                     url,
-                    data=payload,
+                    data=body,
                     params=_clean(params),
                     headers=self._headers(extra),
                 ) as resp,
@@ -176,8 +221,10 @@ class FluxClient:
             return asyncio.run(coro)
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
             raise Unreachable(self.server_url, _reason(exc)) from None
+        except aiohttp.ConnectionTimeoutError:
+            raise Unreachable(self.server_url, "connection timed out") from None
         except TimeoutError:
-            raise Unreachable(self.server_url, f"no answer within {self.timeout:g}s") from None
+            raise NoAnswer(self.server_url, self.timeout or 0.0) from None
         except aiohttp.InvalidURL:
             raise CliError(f"invalid server URL {self.server_url!r}") from None
         except aiohttp.ClientError as exc:

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from adapters.cli.auth import auth
+from adapters.cli.failures import describe
 from adapters.cli.services import service
 from adapters.cli.start import service_start, start
 from adapters.cli.workflows import workflow
@@ -44,6 +45,16 @@ class FluxGroup(click.Group):
             _die(exc.format_message(), exc.exit_code)
         except click.Abort:
             _die("aborted", 1)
+        except KeyboardInterrupt:
+            _die("interrupted", 130)
+        except Exception as exc:
+            # The failures we can name (an address in use, a damaged database, an unreachable
+            # database server, any FluxError) are one line too; anything else is a bug and
+            # keeps its traceback.
+            line = describe(exc)
+            if line is None:
+                raise
+            _die(line, 1)
         sys.exit(result if isinstance(result, int) else 0)
 
 

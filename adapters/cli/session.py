@@ -12,7 +12,7 @@ import click
 from attrs import frozen
 
 from adapters.cli import render
-from adapters.cli.client import FluxClient
+from adapters.cli.client import ApiError, FluxClient
 from adapters.config import ConfigError, Settings, load_settings
 
 
@@ -30,6 +30,13 @@ class Session:
 
     client: FluxClient
     fmt: str
+    # `--timeout` as typed (None: not given): sync runs wait as long as the run takes unless
+    # it is given.
+    timeout: float | None = None
+
+    def unbounded(self) -> FluxClient:
+        """The client for a call that waits for a run: bounded only by an explicit --timeout."""
+        return self.client.with_timeout(self.timeout)
 
     def emit(self, body: Any, text: Callable[[Any], str]) -> None:
         click.echo(render.as_json(body) if self.fmt == "json" else text(body))
@@ -64,9 +71,21 @@ def client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="Sent as 'Authorization: Bearer KEY' (default: api_key from settings: "
         "FLUX_API_KEY or flux.toml).",
     )
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="SECONDS",
+        help="Give up when the server has not answered within SECONDS (default: client_timeout "
+        "from settings, 30; a sync run or resume waits as long as the run takes).",
+    )
     @functools.wraps(fn)
     def wrapper(
-        *args: Any, server_url: str | None, fmt: str, api_key: str | None, **kw: Any
+        *args: Any,
+        server_url: str | None,
+        fmt: str,
+        api_key: str | None,
+        timeout: float | None,
+        **kw: Any,
     ) -> Any:
         if server_url is not None and not re.match(r"^https?://[^/\s]+", server_url):
             raise click.BadParameter(
@@ -74,11 +93,19 @@ def client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             )
         # Settings are only loaded when a flag leaves something to them; an explicit empty
         # `--api-key ''` still means "send no key".
-        if server_url is None or api_key is None:
+        wait = timeout
+        if server_url is None or api_key is None or wait is None:
             settings = load()
             server_url = settings.server_url if server_url is None else server_url
             api_key = settings.api_key if api_key is None else api_key
-        session = Session(FluxClient(server_url, api_key or None), fmt)
-        return fn(session, *args, **kw)
+            wait = settings.client_timeout if wait is None else wait
+        session = Session(FluxClient(server_url, api_key or None, wait), fmt, timeout)
+        try:
+            return fn(session, *args, **kw)
+        except ApiError as exc:
+            # Scripts get the error body as JSON on stdout; the one line still goes to stderr.
+            if fmt == "json" and exc.body is not None:
+                click.echo(render.as_json(exc.body))
+            raise
 
     return wrapper

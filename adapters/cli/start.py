@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from adapters.cli.failures import one_line
 from adapters.cli.session import load
 from adapters.config import ConfigError, StandaloneOptions
 
@@ -64,7 +65,16 @@ def start_server(
     )
     from adapters.bootstrap import serve  # imported here: the client commands stay light
 
-    serve(settings, executor)
+    # A port in use, a damaged database file, an unreachable PostgreSQL, a database held by
+    # another server: one line, exit code 1.
+    with one_line(
+        address=_address(settings.host, settings.port), database_url=settings.database_url
+    ):
+        serve(settings, executor)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @start.command("worker")
@@ -101,7 +111,8 @@ def start_worker(
     def ready(worker: Any) -> None:
         click.echo(f"flux worker {worker.owner} ready (concurrency {concurrency})")
 
-    asyncio.run(run_worker(settings, concurrency=concurrency, lease=lease_seconds, ready=ready))
+    with one_line(database_url=settings.database_url):
+        asyncio.run(run_worker(settings, concurrency=concurrency, lease=lease_seconds, ready=ready))
 
 
 # Registered under `flux service` by the root group (main.py).
@@ -173,4 +184,5 @@ def service_start(
         raise click.UsageError(str(exc)) from None
     from adapters.bootstrap import serve_standalone
 
-    serve_standalone(options)
+    with one_line(address=_address(host, port)):
+        serve_standalone(options)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from adapters.cli import render
+from adapters.cli import render, uploads
 from adapters.cli.arguments import check_namespaces, confirm_delete, parse_ref, read_input
 from adapters.cli.client import ApiError, CliError, path_of
-from adapters.cli.session import Session, client_command
+from adapters.cli.session import Session, client_command, load
 from core.model import WorkflowRef
 
 
@@ -25,22 +29,31 @@ def _workflow_path(ref: WorkflowRef, *rest: str) -> str:
 
 
 @workflow.command("register")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, metavar="FILE...", type=click.Path(path_type=Path)
+)
 @client_command
-def workflow_register(session: Session, file: Path) -> None:
-    """Upload FILE (a Python module); every @workflow in it is registered."""
-    try:
-        source = file.read_bytes()
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {file}: {exc.strerror}") from None
-    response = session.client.request(
-        "POST",
-        "/workflows",
-        data=source,
-        params={"filename": file.name},
-        headers={"Content-Type": "text/x-python"},
-    )
-    session.emit(response.body, lambda body: render.registered(body, file.name))
+def workflow_register(session: Session, files: tuple[Path, ...]) -> None:
+    """Upload Python modules; every @workflow in them is registered. FILE is a module or a
+    directory (every *.py in it); several modules go up together in one request, so they can
+    import each other."""
+    limit = load().max_upload_bytes
+    modules = uploads.collect(files, limit)
+    if len(modules) == 1:
+        name, source = modules[0]
+        response = session.client.request(
+            "POST",
+            "/workflows",
+            data=source,
+            params={"filename": Path(name).name},
+            headers={"Content-Type": "text/x-python"},
+        )
+    else:
+        response = session.client.request(
+            "POST", "/workflows", parts=[("file", name, source) for name, source in modules]
+        )
+    label = ", ".join(name for name, _ in modules)
+    session.emit(response.body, lambda body: render.registered(body, label))
 
 
 @workflow.command("list")
@@ -67,38 +80,173 @@ def workflow_show(session: Session, ref: str) -> None:
 @click.argument("ref")
 @click.option("--version", type=click.IntRange(min=1), help="Delete only this version.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force", is_flag=True, help="Cancel the PAUSED and RUNNING executions and delete anyway."
+)
 @client_command
-def workflow_delete(session: Session, ref: str, version: int | None, yes: bool) -> None:
+def workflow_delete(
+    session: Session, ref: str, version: int | None, yes: bool, force: bool
+) -> None:
     """Delete a workflow (every version, or one with --version)."""
     parsed = parse_ref(ref)
     what = f"{parsed} v{version}" if version else f"every version of {parsed}"
     confirm_delete(what, yes)
-    response = session.client.request("DELETE", _workflow_path(parsed), params={"version": version})
+    response = session.client.request(
+        "DELETE",
+        _workflow_path(parsed),
+        params={"version": version, "force": force},
+        ok=(409,),
+    )
+    if response.status == 409:
+        raise _in_use(parsed, version, response.body)
     count = response.body.get("deleted") if isinstance(response.body, dict) else None
     session.emit(response.body, lambda _: f"Deleted {count} version(s) of {parsed}.")
+
+
+def _in_use(ref: WorkflowRef, version: int | None, body: Any) -> ApiError:
+    """A 409: how many executions hold the workflow, and how to delete it anyway."""
+    count = body.get("count") if isinstance(body, dict) else None
+    if not isinstance(count, int) or isinstance(count, bool):
+        return ApiError(409, body)
+    again = f"flux workflow delete {ref}{f' --version {version}' if version else ''} --force"
+    text = (
+        f"{ref} has {count} PAUSED or RUNNING execution(s); '{again}' cancels them and deletes it"
+    )
+    return ApiError(409, body, text)
 
 
 MODES = click.Choice(["sync", "async", "stream"])
 
 
 def _execute(
-    session: Session, path: str, body: Any, mode: str, version: int | None, detailed: bool
+    session: Session,
+    ref: WorkflowRef,
+    path: str,
+    body: Any,
+    mode: str,
+    version: int | None,
+    detailed: bool,
+    execution_id: str | None = None,
 ) -> None:
+    """One run (`execution_id` None) or resume. Sync and stream calls wait as long as the run
+    takes (unless --timeout); an interrupted one says which execution goes on, and how to
+    follow it."""
     params = {"version": version, "detailed": detailed}
-    if mode == "stream":
-        _stream(session, path + "/stream", body, params)
-        return
-    if mode != "sync":
-        path = f"{path}/{mode}"
-    response = session.client.request(
-        "POST", path, json_body=body, has_body=True, params=params, ok=(500,)
-    )
+    follow = Follow(ref, execution_id)
+    try:
+        with follow.on_interrupt():
+            if mode == "stream":
+                _stream(session, path + "/stream", body, params, follow)
+            elif mode == "sync" and execution_id is None:
+                _sync_run(session, path + "/stream", body, params, detailed, follow)
+            else:
+                _plain(session, path if mode == "sync" else f"{path}/{mode}", body, params, mode)
+    except KeyboardInterrupt:
+        raise Interrupted(follow.interrupted()) from None
+
+
+class Interrupted(CliError):
+    """Ctrl-C or SIGTERM while waiting for a run: the execution goes on on the server."""
+
+    exit_code = 130
+
+
+def _plain(session: Session, path: str, body: Any, params: dict[str, Any], mode: str) -> None:
+    client = session.unbounded() if mode == "sync" else session.client
+    response = client.request("POST", path, json_body=body, has_body=True, params=params, ok=(500,))
     # A 500 with the detailed shape is a FAILED run, reported below; any other 500 is the
     # server's own error.
     if response.status >= 500 and not render.is_detailed(response.body):
         raise ApiError(response.status, response.body)
     session.emit(response.body, render.execution)
     _fail_on_outcome(response.status, response.body)
+
+
+class Follow:
+    """The execution a run or resume is about, once known, and how to follow it."""
+
+    def __init__(self, ref: WorkflowRef, execution_id: str | None) -> None:
+        self.ref = ref
+        self.execution_id = execution_id
+        self._told = False
+
+    def saw(self, data: Any) -> None:
+        """A stream event: the first one names the execution; a person at a terminal is told
+        at once (a script learns it from the output, or on interruption)."""
+        if self.execution_id is not None or not isinstance(data, dict):
+            return
+        execution_id = data.get("execution_id")
+        if isinstance(execution_id, str):
+            self.execution_id = execution_id
+            if _stderr_is_terminal():
+                click.echo(f"execution {execution_id}: {self.how()}", err=True)
+                self._told = True
+
+    def how(self) -> str:
+        return f"follow it with 'flux workflow status {self.ref} {self.execution_id}'"
+
+    def interrupted(self) -> str:
+        if self.execution_id is None:
+            return "interrupted before the server named the execution"
+        return f"interrupted; execution {self.execution_id} goes on: {self.how()}"
+
+    @contextlib.contextmanager
+    def on_interrupt(self) -> Iterator[None]:
+        """SIGTERM too ends the call as Ctrl-C does, so the line above is printed."""
+
+        def stop(_signum: int, _frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        try:
+            previous = signal.signal(signal.SIGTERM, stop)
+        except ValueError:  # not the main thread (an embedding test runner)
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _sync_run(
+    session: Session,
+    path: str,
+    body: Any,
+    params: dict[str, Any],
+    detailed: bool,
+    follow: Follow,
+) -> None:
+    """A sync run, made as a stream so the execution id is known from the first event; it
+    prints exactly what the plain sync call answers (the raw output of a completed run unless
+    --detailed, else the detailed shape)."""
+    last: list[Any] = [None]
+
+    def on_event(kind: str, data: Any) -> None:
+        follow.saw(data)
+        if kind == "state":
+            last[0] = data
+
+    session.unbounded().stream(
+        path, json_body=body, params={"version": params["version"]}, on_event=on_event
+    )
+    final = last[0]
+    if not render.is_detailed(final) or final["state"] not in FINAL_OR_PAUSED:
+        raise CliError(f"the server ended the stream before the execution did; {follow.how()}")
+    state = final["state"]
+    status = 500 if state == "FAILED" else 202 if state == "PAUSED" else 200
+    answer = final.get("output") if state == "COMPLETED" and not detailed else final
+    session.emit(answer, render.execution)
+    _fail_on_outcome(status, final)
+
+
+FINAL_OR_PAUSED = ("COMPLETED", "FAILED", "CANCELLED", "PAUSED")
 
 
 def _fail_on_outcome(status: int, body: Any) -> None:
@@ -110,10 +258,11 @@ def _fail_on_outcome(status: int, body: Any) -> None:
         )
 
 
-def _stream(session: Session, path: str, body: Any, params: dict[str, Any]) -> None:
+def _stream(session: Session, path: str, body: Any, params: dict[str, Any], follow: Follow) -> None:
     last: list[Any] = [None]
 
     def on_event(kind: str, data: Any) -> None:
+        follow.saw(data)
         if kind == "state":
             last[0] = data
         if session.fmt == "json":
@@ -121,7 +270,7 @@ def _stream(session: Session, path: str, body: Any, params: dict[str, Any]) -> N
         else:
             click.echo(render.event(kind, data))
 
-    status = session.client.stream(path, json_body=body, params=params, on_event=on_event)
+    status = session.unbounded().stream(path, json_body=body, params=params, on_event=on_event)
     if session.fmt != "json" and render.is_detailed(last[0]):
         click.echo(render.execution(last[0]))
     _fail_on_outcome(status, last[0])
@@ -145,7 +294,7 @@ def workflow_run(
     """Run a workflow. INPUT_JSON is inline JSON, '-' (stdin) or '@file'."""
     parsed = parse_ref(ref)
     path = _workflow_path(parsed, "run")
-    _execute(session, path, read_input(input_json), mode, version, detailed)
+    _execute(session, parsed, path, read_input(input_json), mode, version, detailed)
 
 
 @workflow.command("resume")
@@ -164,8 +313,9 @@ def workflow_resume(
     detailed: bool,
 ) -> None:
     """Resume a paused execution; INPUT_JSON becomes the value pause() returns."""
-    path = _workflow_path(parse_ref(ref), "resume", execution_id)
-    _execute(session, path, read_input(input_json), mode, None, detailed)
+    parsed = parse_ref(ref)
+    path = _workflow_path(parsed, "resume", execution_id)
+    _execute(session, parsed, path, read_input(input_json), mode, None, detailed, execution_id)
 
 
 @workflow.command("status")

@@ -134,6 +134,9 @@ class Settings:
     # process). A secret: kept out of reprs, and `load_settings` never echoes its value. Last,
     # so positional construction of the older fields is unchanged.
     api_key: str | None = field(default=None, repr=False)
+    # Seconds a client command waits for the server's answer (`--timeout`); a sync run or
+    # resume waits as long as the run takes unless `--timeout` is given.
+    client_timeout: float = field(default=30.0, validator=_seconds)
 
 
 _PREFIX.update({Settings: (), AuthSettings: ("auth",), OidcSettings: ("auth", "oidc")})
