@@ -67,6 +67,9 @@ async def inspect_module(
 ) -> list[NewWorkflow]:
     """The workflows `source` defines, sorted by ref, read without importing it here.
 
+    `source` is one module named `filename`, or a bundle's text (`encode_bundle`: several
+    modules importing each other, all read in the one child); the hashes cover all of it.
+
     Raises InvalidWorkflowSource with the reason when the module does not compile, fails or
     exits at import, holds no workflow, defines a ref twice, runs out of memory, or does not
     finish within `timeout` seconds (which includes the child's own start).

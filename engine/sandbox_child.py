@@ -4,7 +4,8 @@ Protocol, one request per process:
 
 - argv: the server's PID, then the entries of sys.path;
 - stdin: a frame (see `read_frame`) holding JSON {"source", "filename", "memory_limit",
-  "timeout"}; stdin then stays open and silent until the parent kills this process;
+  "timeout"} (`source` is one module, or a bundle's text: engine.registration.encode_bundle);
+  stdin then stays open and silent until the parent kills this process;
 - fd 1, as inherited: one frame holding the JSON answer, either
   {"workflows": [{"ref", "input_schema", "description"}, ...]} or
   {"error": message, "details": {...}}.
@@ -120,7 +121,7 @@ def _silence_standard_fds() -> None:
 def inspect(source: str, filename: str) -> dict[str, Any]:
     """Import the module through the same loader the runtime uses; describe what it holds."""
     from core.errors import InvalidWorkflowSource
-    from engine.registration import _import_failure, load_workflows
+    from engine.registration import _import_failure, decode_bundle, load_workflows
 
     try:
         loaded = load_workflows(source, filename)
@@ -131,7 +132,8 @@ def inspect(source: str, filename: str) -> dict[str, Any]:
             message += " (the module needs more memory than registration allows)"
         return {"error": message, "details": exc.details}
     except BaseException as exc:  # noqa: B036 - KeyboardInterrupt, GeneratorExit, custom ones
-        return {"error": _import_failure(exc, filename), "details": {"filename": filename}}
+        bundle = decode_bundle(source) or {}  # a bundle's lines are in its files
+        return {"error": _import_failure(exc, filename, bundle), "details": {"filename": filename}}
     return {
         "workflows": [
             {

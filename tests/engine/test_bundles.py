@@ -278,3 +278,12 @@ async def test_the_worker_loader_finds_the_stored_version_of_each_workflow(engin
     assert (done.state, done.output) == (ExecutionState.COMPLETED, 120.0)
     loaded = await engine.loader.load(versions["report"])
     assert loaded.module.__name__.endswith(".reports")
+
+
+async def test_the_sandbox_survives_a_helper_that_interrupts_or_exits():
+    interrupts = {**FILES, "helpers.py": "RATE = 1\nraise KeyboardInterrupt\n"}
+    with pytest.raises(InvalidWorkflowSource, match=r"helpers.py, line 2: KeyboardInterrupt"):
+        await inspect_module(encode_bundle(interrupts), "billing.py")
+    exits = {**FILES, "helpers.py": "import os\nos._exit(3)\n"}
+    with pytest.raises(InvalidWorkflowSource, match="exit code 3"):
+        await inspect_module(encode_bundle(exits), "billing.py")
