@@ -98,3 +98,28 @@ class UpstreamUnavailable(FluxError):
 
 class UpstreamTimeout(FluxError):
     code = "upstream_timeout"
+
+
+class WorkflowInUse(InvalidState):
+    """A workflow delete that would leave CREATED, RUNNING or PAUSED executions without their
+    code (409, their number in `count`); `force=true` cancels them first."""
+
+    code = "workflow_in_use"
+
+
+class StorageInUse(FluxError):
+    """Another process holds the embedded database this one was asked to serve (one server per
+    SQLite file): nothing was read or written. `pid` names the holder when it is known."""
+
+    code = "storage_in_use"
+
+
+class StorageUnavailable(FluxError):
+    """The database cannot do what was asked right now (503): `reason` is `busy` (locked by
+    someone else past the busy timeout), `full` (no space left), `read-only` or `unreachable`
+    (I/O errors, a lost connection). `execution_id` is set when the failed write was one."""
+
+    code = "storage_unavailable"
+
+
+STORAGE_REASONS = ("busy", "full", "read-only", "unreachable")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from core import permissions
-from core.errors import WorkflowNotFound
+from core.errors import InvalidState, WorkflowInUse, WorkflowNotFound
 from core.model import Resolution, ServiceDefinition, WorkflowInfo, WorkflowRef, WorkflowVersion
 from core.permissions import Principal
 from core.resolve import missing_service, resolve
@@ -20,18 +20,44 @@ from core.services import ServiceUpdate, apply_update
 from engine.lookup import ServiceLookup, workflow_not_found
 from engine.registration import bundle_source
 from ports.catalog import NewWorkflow, Registered
+from ports.executions import WorkflowExecutions
 
 # Reads an uploaded module's workflows without running it in this process (engine/sandbox.py):
 # (source, filename), where source may be a bundle's text (engine.registration.encode_bundle).
 InspectModule = Callable[[str, str], Awaitable[Sequence[NewWorkflow]]]
+# Cancels one execution (the executor's `cancel`, ports/executor.py).
+CancelExecution = Callable[[str], Awaitable[object]]
+# The database's state for /health: "ok", "read-only" or "unreachable" (ports/storage.py).
+StorageHealth = Callable[[], Awaitable[str]]
+
+
+async def _always_ok() -> str:
+    return "ok"
 
 
 class FluxApp:
-    def __init__(self, lookup: ServiceLookup, inspect_module: InspectModule) -> None:
+    def __init__(
+        self,
+        lookup: ServiceLookup,
+        inspect_module: InspectModule,
+        *,
+        executions: WorkflowExecutions | None = None,
+        cancel: CancelExecution | None = None,
+        storage_health: StorageHealth = _always_ok,
+    ) -> None:
+        """`executions` and `cancel` guard workflow deletes (without them a delete is not
+        checked against the workflow's executions); `storage_health` answers /health."""
         self.lookup = lookup
         self._catalog = lookup.catalog
         self._services = lookup.services
         self._inspect = inspect_module
+        self._executions = executions
+        self._cancel = cancel
+        self._storage_health = storage_health
+
+    async def storage_health(self) -> str:
+        """The database's state: `ok`, `read-only` or `unreachable`."""
+        return await self._storage_health()
 
     # -- workflows ---------------------------------------------------------------------------
 
@@ -63,13 +89,43 @@ class FluxApp:
         return found
 
     async def delete_workflow(
-        self, principal: Principal, ref: WorkflowRef, version: int | None = None
+        self,
+        principal: Principal,
+        ref: WorkflowRef,
+        version: int | None = None,
+        force: bool = False,
     ) -> int:
+        """Delete one version, or all, of a workflow. Its CREATED, RUNNING or PAUSED executions
+        (of that version) would be left without their code: `WorkflowInUse` (409, `count`)
+        unless `force`, which cancels them first. The numbers deleted are never given again
+        (the catalog's versions only grow)."""
         permissions.require(principal, permissions.ADMIN)
+        if await self._catalog.get(ref, version) is None:
+            raise workflow_not_found(ref, version)
+        if self._executions is not None:
+            unfinished = await self._executions.unfinished(ref, version)
+            if unfinished and not force:
+                which = f"{ref} v{version}" if version is not None else str(ref)
+                raise WorkflowInUse(
+                    f"workflow '{which}' has {len(unfinished)} created, running or paused "
+                    "execution(s): delete with force=true to cancel them",
+                    ref=str(ref),
+                    count=len(unfinished),
+                )
+            for execution_id in unfinished:
+                await self._cancel_one(execution_id)
         deleted = await self._catalog.delete(ref, version)
         if not deleted:
             raise workflow_not_found(ref, version)
         return deleted
+
+    async def _cancel_one(self, execution_id: str) -> None:
+        if self._cancel is None:
+            raise RuntimeError("force needs the executor's cancel: FluxApp(cancel=...)")
+        try:
+            await self._cancel(execution_id)
+        except InvalidState:
+            pass  # it finished meanwhile: nothing left to cancel
 
     # -- services ----------------------------------------------------------------------------
 

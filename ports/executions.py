@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from core.model import Execution, ExecutionEvent, ExecutionState
+from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef
 
 
 class ExecutionLog(Protocol):
@@ -32,6 +32,14 @@ class ExecutionLog(Protocol):
 
     async def in_states(self, states: Sequence[ExecutionState]) -> list[Execution]:
         """Executions currently in any of `states` (used for recovery on start)."""
+
+
+class WorkflowExecutions(Protocol):
+    """What deleting a workflow needs to know of its executions."""
+
+    async def unfinished(self, ref: WorkflowRef, version: int | None = None) -> list[str]:
+        """Ids of the executions of `ref` (of that version, or of any) that are CREATED,
+        RUNNING or PAUSED, oldest first: those a delete would leave without their code."""
 
 
 class Leases(Protocol):

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from ports.auth import ApiKeyStore
 from ports.catalog import Catalog
-from ports.executions import ExecutionLog, ExecutionSignals, Leases
+from ports.executions import ExecutionLog, ExecutionSignals, Leases, WorkflowExecutions
 from ports.services import Revisions, ServiceStore
 
 
@@ -18,6 +18,8 @@ class Storage(Protocol):
     @property
     def executions(self) -> ExecutionLog: ...
     @property
+    def workflow_executions(self) -> WorkflowExecutions: ...
+    @property
     def leases(self) -> Leases: ...
     @property
     def signals(self) -> ExecutionSignals: ...
@@ -26,7 +28,9 @@ class Storage(Protocol):
     @property
     def api_keys(self) -> ApiKeyStore: ...
 
-    async def ping(self) -> bool:
-        """Whether the database answers."""
+    async def health(self) -> str:
+        """The database's state, probed with a write that stores nothing and bounded in time:
+        `ok`, `read-only` (it answers but takes no writes: full, read-only, locked) or
+        `unreachable`."""
 
     async def close(self) -> None: ...

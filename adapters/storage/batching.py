@@ -29,6 +29,9 @@ from typing import Any, TypeVar
 
 from attrs import define
 
+from adapters.storage.faults import sqlite_fault
+from adapters.storage.text import text_fault
+
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
 Outcome = tuple[bool, Any]  # (True, the job's value) or (False, the exception it raised)
@@ -80,7 +83,7 @@ class BatchedConnection:
             try:
                 db = connect()
             except BaseException as exc:
-                loop.call_soon_threadsafe(_settle, opened, False, exc)
+                loop.call_soon_threadsafe(_settle, opened, False, sqlite_fault(exc) or exc)
                 return
             loop.call_soon_threadsafe(_settle, opened, True, None)
             try:
@@ -145,7 +148,8 @@ class BatchedConnection:
         self._in_flight = False
         for group, (ok, value) in zip(groups, outcomes, strict=True):
             for pending in group:
-                _settle(pending.future, ok, value)
+                # Storage trouble (busy, full, ...) reaches each caller as a fault of its own.
+                _settle(pending.future, ok, value if ok else _fault(value))
         self._after_batch()
 
     def _after_batch(self) -> None:
@@ -168,6 +172,10 @@ def _by_key(batch: list[_Pending]) -> list[list[_Pending]]:
             keyed[pending.key] = [pending]
             groups.append(keyed[pending.key])
     return groups
+
+
+def _fault(exc: BaseException) -> BaseException:
+    return sqlite_fault(exc) or text_fault(exc) or exc
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

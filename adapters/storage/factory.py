@@ -43,8 +43,12 @@ def postgres_dsn(database_url: str) -> tuple[str, str | None] | None:
     return urlunsplit(parts._replace(scheme="postgresql", query=rest)), schema or None
 
 
-async def open_storage(database_url: str) -> Storage:
-    """Open the storage `database_url` names, migrated and ready; the caller closes it."""
+async def open_storage(database_url: str, *, exclusive: bool = False) -> Storage:
+    """Open the storage `database_url` names, migrated and ready; the caller closes it.
+
+    `exclusive`: a server's storage. An embedded (SQLite) database serves one server only: its
+    lock is taken before anything is read or written, and `StorageInUse` names the process that
+    holds it. PostgreSQL serves any number of replicas and ignores it."""
     dsn = postgres_dsn(database_url)
     if dsn is not None:
         # Imported here so a SQLite-only install never loads the PostgreSQL driver.
@@ -61,4 +65,4 @@ async def open_storage(database_url: str) -> Storage:
     from adapters.storage.sqlite import SqliteStorage
 
     await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-    return await SqliteStorage.open(path)
+    return await SqliteStorage.open(path, exclusive=exclusive)

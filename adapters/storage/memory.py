@@ -16,6 +16,7 @@ from typing import Any
 
 from attrs import evolve
 
+from adapters.storage import text
 from adapters.storage.api_keys import MemoryApiKeyStore
 from adapters.storage.local_signals import LocalSignals
 from core.errors import AlreadyExists, ServiceNotFound
@@ -44,10 +45,12 @@ class MemoryCatalog:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._versions: dict[WorkflowRef, list[WorkflowVersion]] = {}
+        self._heads: dict[WorkflowRef, int] = {}  # highest version ever given: kept on delete
         self._revision = 0
         self._snapshot: CatalogSnapshot | None = None
 
     async def register(self, workflows: Sequence[NewWorkflow]) -> list[Registered]:
+        text.check_workflows(workflows)
         results: list[Registered] = []
         changed = False
         now = self._clock()
@@ -57,9 +60,11 @@ class MemoryCatalog:
             if latest is not None and latest.source_hash == new.source_hash:
                 results.append(Registered(latest.info, created=False))
                 continue
+            version = max(latest.info.version if latest else 0, self._heads.get(new.ref, 0)) + 1
+            self._heads[new.ref] = version
             info = WorkflowInfo(
                 ref=new.ref,
-                version=latest.info.version + 1 if latest else 1,
+                version=version,
                 input_schema=_copy_json(new.input_schema),
                 description=new.description,
             )
@@ -122,6 +127,7 @@ class MemoryServiceStore:
         self._revision = 0
 
     async def create(self, service: ServiceDefinition) -> ServiceDefinition:
+        text.check_service(service)
         if service.name in self._services:
             raise AlreadyExists(f"service {service.name!r} already exists", service=service.name)
         self._services[service.name] = service
@@ -142,6 +148,7 @@ class MemoryServiceStore:
             raise ServiceNotFound(f"service {name!r} not found", service=name)
         # The name is the key and the revision belongs to the store, whatever `edit` returns.
         updated = evolve(edit(current), name=name, revision=current.revision + 1)
+        text.check_service(updated)
         self._services[name] = updated
         self._revision += 1
         return updated
@@ -164,6 +171,7 @@ class MemoryExecutionStore:
         self._signals = signals
 
     async def create(self, execution: Execution) -> None:
+        text.check_execution(execution)
         if execution.execution_id in self._executions:
             raise AlreadyExists(
                 f"execution {execution.execution_id!r} already exists",
@@ -173,6 +181,8 @@ class MemoryExecutionStore:
         self._signal_stored(execution)
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
+        text.check_execution(execution)
+        text.check_events(events)
         existing = self._executions.get(execution.execution_id)
         if existing is not None:  # a save writes the state; the run's identity stays
             execution = evolve(
@@ -190,6 +200,7 @@ class MemoryExecutionStore:
         self._signal_stored(execution)
 
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
+        text.check_events(events)
         self._add(self._checked_events(events))
         for execution_id in dict.fromkeys(event.execution_id for event in events):
             self._signals.changed(execution_id)
@@ -205,6 +216,14 @@ class MemoryExecutionStore:
         wanted = set(states)
         found = [e for e in self._executions.values() if e.state in wanted]
         return sorted(found, key=lambda e: (e.created_at, e.execution_id))
+
+    async def unfinished(self, ref: WorkflowRef, version: int | None = None) -> list[str]:
+        wanted = (*IN_PROGRESS, ExecutionState.PAUSED)
+        return [
+            e.execution_id
+            for e in await self.in_states(wanted)
+            if e.ref == ref and (version is None or e.version == version)
+        ]
 
     async def claim(self, owner: str, *, limit: int, lease: float, now: float) -> list[Execution]:
         claimable = [
@@ -308,11 +327,12 @@ class MemoryStorage:
         self.executions = MemoryExecutionStore(self.signals)
         # One class for both ports: a lease check and the write it guards share one dict.
         self.leases = self.executions
+        self.workflow_executions = self.executions
         self.revisions = MemoryRevisions(self.services, self.catalog)
         self.api_keys = MemoryApiKeyStore()
 
-    async def ping(self) -> bool:
-        return True
+    async def health(self) -> str:
+        return "ok"
 
     async def close(self) -> None:
         return None

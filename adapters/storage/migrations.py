@@ -103,6 +103,23 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE executions ADD COLUMN lease_until REAL;
         """,
     ),
+    Migration(
+        5,
+        "workflow_heads (versions only grow), health_probe (the /health write probe)",
+        """
+        CREATE TABLE workflow_heads (
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            last_version INTEGER NOT NULL,
+            PRIMARY KEY (namespace, name)
+        );
+        INSERT INTO workflow_heads (namespace, name, last_version)
+            SELECT namespace, name, MAX(version) FROM workflows GROUP BY namespace, name;
+        CREATE INDEX executions_workflow ON executions (namespace, name, version, state);
+        CREATE TABLE health_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
+        INSERT INTO health_probe (id, at) VALUES (1, 0);
+        """,
+    ),
 ]
 
 _LEDGER = """

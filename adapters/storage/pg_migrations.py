@@ -97,6 +97,28 @@ MIGRATIONS: list[Migration] = [
             WHERE state IN ('CREATED', 'RUNNING');
         """,
     ),
+    Migration(
+        3,
+        "workflow_heads (versions only grow); execution values as JSON text, kept as written "
+        "(jsonb turned 1.5e300 into an integer and reordered keys)",
+        """
+        CREATE TABLE workflow_heads (
+            namespace TEXT COLLATE "C" NOT NULL,
+            name TEXT COLLATE "C" NOT NULL,
+            last_version INTEGER NOT NULL,
+            PRIMARY KEY (namespace, name)
+        );
+        INSERT INTO workflow_heads (namespace, name, last_version)
+            SELECT namespace, name, MAX(version) FROM workflows GROUP BY namespace, name;
+        CREATE INDEX executions_workflow ON executions (namespace, name, version)
+            WHERE state IN ('CREATED', 'RUNNING', 'PAUSED');
+        ALTER TABLE executions
+            ALTER COLUMN input TYPE JSON USING input::json,
+            ALTER COLUMN output TYPE JSON USING output::json,
+            ALTER COLUMN error TYPE JSON USING error::json;
+        ALTER TABLE execution_events ALTER COLUMN value TYPE JSON USING value::json;
+        """,
+    ),
 ]
 
 _LEDGER = """

@@ -216,10 +216,10 @@ async def test_api_key_store_on_the_same_database():
         assert await two.api_keys.get("k1") is None
 
 
-async def test_ping_is_false_after_close():
+async def test_health_is_unreachable_after_close():
     async with postgres_storage() as storage:
-        assert await storage.ping() is True
-    assert await storage.ping() is False
+        assert await storage.health() == "ok"
+    assert await storage.health() == "unreachable"
 
 
 # --- factory -------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ async def test_factory_opens_sqlite_and_makes_its_directory(tmp_path, form):
     storage = await open_storage(form.format(path))
     try:
         assert isinstance(storage, SqliteStorage)
-        assert await storage.ping() is True
+        assert await storage.health() == "ok"
     finally:
         await storage.close()
     assert path.exists()

@@ -443,7 +443,7 @@ async def test_in_states(storage):
 
 
 async def test_ping(storage):
-    assert await storage.ping() is True
+    assert await storage.health() == "ok"
 
 
 # --- sqlite only: the file outlives the process --------------------------------------------
@@ -469,7 +469,7 @@ async def test_sqlite_reopen_finds_everything(tmp_path):
         )
     finally:
         await first.close()
-    assert await first.ping() is False
+    assert await first.health() == "unreachable"
 
     second = await SqliteStorage.open(path)
     try:

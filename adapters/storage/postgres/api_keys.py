@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from adapters.storage.postgres.guard import GuardedPool
 from adapters.storage.postgres.rows import API_KEY_COLUMNS, affected, api_key
 from core.errors import AlreadyExists
 from ports.auth import ApiKey
@@ -12,7 +13,7 @@ _INSERT = f"INSERT INTO api_keys ({API_KEY_COLUMNS}, secret_hash) VALUES ($1, $2
 
 
 class PostgresApiKeyStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: GuardedPool) -> None:
         self._pool = pool
 
     async def add(self, key: ApiKey, secret_hash: str) -> None:

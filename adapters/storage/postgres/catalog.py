@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from adapters.storage import text
+from adapters.storage.postgres.guard import GuardedPool
 from adapters.storage.postgres.rows import INFO_COLUMNS, affected, dump, info
 from adapters.storage.postgres.sql import BUMP, LOCK_REVISION, REVISION, Clock
 from core.model import CatalogSnapshot, WorkflowInfo, WorkflowRef, WorkflowVersion
@@ -39,6 +41,12 @@ _INSERT = (
     "INSERT INTO workflows (namespace, name, version, source, source_hash, "
     "input_schema, description, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 )
+# The highest version ever given to a ref, kept when its rows are deleted: versions only grow.
+_HEAD = "SELECT last_version FROM workflow_heads WHERE namespace = $1 AND name = $2"
+_SET_HEAD = (
+    "INSERT INTO workflow_heads (namespace, name, last_version) VALUES ($1, $2, $3) "
+    "ON CONFLICT (namespace, name) DO UPDATE SET last_version = excluded.last_version"
+)
 _VERSION = (
     f"SELECT {INFO_COLUMNS}, source, source_hash, created_at FROM workflows "
     "WHERE namespace = $1 AND name = $2 "
@@ -46,12 +54,13 @@ _VERSION = (
 
 
 class PostgresCatalog:
-    def __init__(self, pool: asyncpg.Pool, clock: Clock) -> None:
+    def __init__(self, pool: GuardedPool, clock: Clock) -> None:
         self._pool = pool
         self._clock = clock
         self._snapshot = CatalogSnapshot(-1)
 
     async def register(self, workflows: Sequence[NewWorkflow]) -> list[Registered]:
+        text.check_workflows(workflows)
         now = self._clock()
         results: list[Registered] = []
         async with self._pool.acquire() as conn, conn.transaction():
@@ -123,9 +132,12 @@ async def _register_one(conn: asyncpg.Connection, new: NewWorkflow, now: float) 
     latest = await conn.fetchrow(_NEWEST, new.ref.namespace, new.ref.name)
     if latest is not None and latest["source_hash"] == new.source_hash:
         return Registered(info(tuple(latest)[:5]), created=False)
+    head = await conn.fetchval(_HEAD, new.ref.namespace, new.ref.name)
+    version = max(latest["version"] if latest else 0, head or 0) + 1
+    await conn.execute(_SET_HEAD, new.ref.namespace, new.ref.name, version)
     registered = WorkflowInfo(
         new.ref,
-        latest["version"] + 1 if latest else 1,
+        version,
         # A copy through JSON: the caller gets back exactly what a read will give.
         None if new.input_schema is None else json.loads(dump(new.input_schema)),
         new.description,

@@ -11,8 +11,11 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from adapters.storage import text
+from adapters.storage.faults import for_execution
 from adapters.storage.pg_signals import NOTIFY_CHANGED, notifying
 from adapters.storage.postgres import rows
+from adapters.storage.postgres.guard import GuardedPool
 from adapters.storage.postgres.rows import EVENT_COLUMNS, EXECUTION_COLUMNS, STATE_UPDATE, affected
 from adapters.storage.postgres.sql import (
     CREATE,
@@ -21,19 +24,22 @@ from adapters.storage.postgres.sql import (
     execution_ids,
     insert_events,
 )
+from adapters.storage.states import UNFINISHED
 from core.errors import AlreadyExists
-from core.model import Execution, ExecutionEvent, ExecutionState
+from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef
 
 _SAVE = notifying(f"UPDATE executions SET {STATE_UPDATE} WHERE id = $1{WRITTEN}")
 
 
 class PostgresExecutionLog:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: GuardedPool) -> None:
         self._pool = pool
 
     async def create(self, execution: Execution) -> None:
+        text.check_execution(execution)
         try:
-            await self._pool.execute(CREATE, *rows.execution_values(execution))
+            with for_execution(execution.execution_id):
+                await self._pool.execute(CREATE, *rows.execution_values(execution))
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(
                 f"execution {execution.execution_id!r} already exists",
@@ -41,32 +47,41 @@ class PostgresExecutionLog:
             ) from None
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
+        text.check_execution(execution)
+        text.check_events(events)
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                if not affected(await conn.execute(_SAVE, *rows.state_values(execution))):
-                    # not stored yet: the whole row
-                    await conn.execute(CREATE, *rows.execution_values(execution))
-                await insert_events(conn, events)
+            with for_execution(execution.execution_id):
+                async with self._pool.acquire() as conn, conn.transaction():
+                    if not affected(await conn.execute(_SAVE, *rows.state_values(execution))):
+                        # not stored yet: the whole row
+                        await conn.execute(CREATE, *rows.execution_values(execution))
+                    await insert_events(conn, events)
         except asyncpg.UniqueViolationError:
             raise duplicate_event() from None
 
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
         if not events:
             return
+        text.check_events(events)
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await insert_events(conn, events)
-                await conn.execute(NOTIFY_CHANGED, execution_ids(events))
+            with for_execution(events[0].execution_id):
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await insert_events(conn, events)
+                    await conn.execute(NOTIFY_CHANGED, execution_ids(events))
         except asyncpg.UniqueViolationError:
             raise duplicate_event() from None
 
     async def get(self, execution_id: str) -> Execution | None:
+        if not text.storable_text(execution_id):
+            return None  # such an id is never stored
         row = await self._pool.fetchrow(
             f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1", execution_id
         )
         return None if row is None else rows.execution(tuple(row))
 
     async def events(self, execution_id: str) -> list[ExecutionEvent]:
+        if not text.storable_text(execution_id):
+            return []
         found = await self._pool.fetch(
             f"SELECT {EVENT_COLUMNS} FROM execution_events WHERE execution_id = $1 ORDER BY seq",
             execution_id,
@@ -83,3 +98,14 @@ class PostgresExecutionLog:
             wanted,
         )
         return [rows.execution(tuple(row)) for row in found]
+
+    async def unfinished(self, ref: WorkflowRef, version: int | None = None) -> list[str]:
+        sql = (
+            "SELECT id FROM executions WHERE namespace = $1 AND name = $2 "
+            f"AND state IN {UNFINISHED}"
+        )
+        params: tuple[object, ...] = (ref.namespace, ref.name)
+        if version is not None:
+            sql, params = sql + " AND version = $3", (*params, version)
+        found = await self._pool.fetch(sql + " ORDER BY created_at, id", *params)
+        return [row[0] for row in found]

@@ -11,8 +11,11 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from adapters.storage import text
+from adapters.storage.faults import for_execution
 from adapters.storage.pg_signals import NOTIFY_CHANGED, notifying
 from adapters.storage.postgres import rows
+from adapters.storage.postgres.guard import GuardedPool
 from adapters.storage.postgres.rows import EXECUTION_COLUMNS, STATE_UPDATE, affected
 from adapters.storage.postgres.sql import WRITTEN, duplicate_event, insert_events
 from adapters.storage.states import LEASABLE
@@ -52,7 +55,7 @@ _HELD = (
 
 
 class PostgresLeases:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: GuardedPool) -> None:
         self._pool = pool
 
     async def claim(self, owner: str, *, limit: int, lease: float, now: float) -> list[Execution]:
@@ -77,15 +80,20 @@ class PostgresLeases:
     async def save_owned(
         self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
     ) -> bool:
+        text.check_execution(execution)
+        text.check_events(events)
         keep = execution.state.in_progress
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                # The row lock this UPDATE takes orders it against a concurrent claim: either
-                # the claim sees the new state, or this sees the new owner and writes nothing.
-                status = await conn.execute(_SAVE_OWNED, *rows.state_values(execution), owner, keep)
-                if not affected(status):
-                    return False
-                await insert_events(conn, events)
+            with for_execution(execution.execution_id):
+                async with self._pool.acquire() as conn, conn.transaction():
+                    # The row lock this UPDATE takes orders it against a concurrent claim: either
+                    # the claim sees the new state, or this sees the new owner and writes nothing.
+                    status = await conn.execute(
+                        _SAVE_OWNED, *rows.state_values(execution), owner, keep
+                    )
+                    if not affected(status):
+                        return False
+                    await insert_events(conn, events)
         except asyncpg.UniqueViolationError:
             raise duplicate_event() from None
         return True
@@ -93,13 +101,15 @@ class PostgresLeases:
     async def append_owned(self, owner: str, events: Sequence[ExecutionEvent]) -> bool:
         if not events:
             return True
+        text.check_events(events)
         ids = sorted({event.execution_id for event in events})
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                if len(await conn.fetch(_HELD, ids, owner)) != len(ids):
-                    return False
-                await insert_events(conn, events)
-                await conn.execute(NOTIFY_CHANGED, ids)
+            with for_execution(ids[0]):
+                async with self._pool.acquire() as conn, conn.transaction():
+                    if len(await conn.fetch(_HELD, ids, owner)) != len(ids):
+                        return False
+                    await insert_events(conn, events)
+                    await conn.execute(NOTIFY_CHANGED, ids)
         except asyncpg.UniqueViolationError:
             raise duplicate_event() from None
         return True

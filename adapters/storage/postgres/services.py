@@ -13,7 +13,9 @@ from collections.abc import Callable
 import asyncpg
 from attrs import evolve
 
+from adapters.storage import text
 from adapters.storage.postgres import rows
+from adapters.storage.postgres.guard import GuardedPool
 from adapters.storage.postgres.rows import SERVICE_COLUMNS, affected
 from adapters.storage.postgres.sql import BUMP, REVISION, Clock
 from core.errors import AlreadyExists, ServiceNotFound
@@ -31,11 +33,12 @@ _REVISIONS = "SELECT key, value FROM revisions WHERE key IN ('services', 'catalo
 
 
 class PostgresServiceStore:
-    def __init__(self, pool: asyncpg.Pool, clock: Clock) -> None:
+    def __init__(self, pool: GuardedPool, clock: Clock) -> None:
         self._pool = pool
         self._clock = clock
 
     async def create(self, service: ServiceDefinition) -> ServiceDefinition:
+        text.check_service(service)
         now = self._clock()
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -48,6 +51,8 @@ class PostgresServiceStore:
         return service
 
     async def get(self, name: str) -> ServiceDefinition | None:
+        if not text.storable_text(name):
+            return None  # such a name is never stored
         row = await self._pool.fetchrow(
             f"SELECT {SERVICE_COLUMNS} FROM services WHERE name = $1", name
         )
@@ -60,6 +65,8 @@ class PostgresServiceStore:
     async def update(
         self, name: str, edit: Callable[[ServiceDefinition], ServiceDefinition]
     ) -> ServiceDefinition:
+        if not text.storable_text(name):
+            raise ServiceNotFound(f"service {name!r} not found", service=name)
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"SELECT {SERVICE_COLUMNS} FROM services WHERE name = $1 FOR UPDATE", name
@@ -69,11 +76,14 @@ class PostgresServiceStore:
             current = rows.service(tuple(row))
             # The name is the key and the revision belongs to the store, whatever `edit` returns.
             updated = evolve(edit(current), name=name, revision=current.revision + 1)
+            text.check_service(updated)
             await conn.execute(_UPDATE, *rows.service_values(updated), self._clock())
             await conn.execute(BUMP, "services")
         return updated
 
     async def delete(self, name: str) -> bool:
+        if not text.storable_text(name):
+            return False
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = affected(await conn.execute("DELETE FROM services WHERE name = $1", name))
             if deleted:
@@ -85,7 +95,7 @@ class PostgresServiceStore:
 
 
 class PostgresRevisions:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: GuardedPool) -> None:
         self._pool = pool
 
     async def current(self) -> tuple[int, int]:

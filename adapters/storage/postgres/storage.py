@@ -21,6 +21,7 @@ from adapters.storage.pg_signals import PostgresSignals
 from adapters.storage.postgres.api_keys import PostgresApiKeyStore
 from adapters.storage.postgres.catalog import PostgresCatalog
 from adapters.storage.postgres.executions import PostgresExecutionLog
+from adapters.storage.postgres.guard import GuardedPool
 from adapters.storage.postgres.leases import PostgresLeases
 from adapters.storage.postgres.rows import init_connection
 from adapters.storage.postgres.services import PostgresRevisions, PostgresServiceStore
@@ -37,13 +38,15 @@ class PostgresStorage:
 
     def __init__(self, pool: asyncpg.Pool, clock: Clock, signals: PostgresSignals) -> None:
         self._pool = pool
+        guarded = GuardedPool(pool)  # storage trouble answered as `StorageUnavailable`
         self.signals = signals
-        self.catalog = PostgresCatalog(pool, clock)
-        self.services = PostgresServiceStore(pool, clock)
-        self.executions = PostgresExecutionLog(pool)
-        self.leases = PostgresLeases(pool)
-        self.revisions = PostgresRevisions(pool)
-        self.api_keys = PostgresApiKeyStore(pool)
+        self.catalog = PostgresCatalog(guarded, clock)
+        self.services = PostgresServiceStore(guarded, clock)
+        self.executions = PostgresExecutionLog(guarded)
+        self.workflow_executions = self.executions
+        self.leases = PostgresLeases(guarded)
+        self.revisions = PostgresRevisions(guarded)
+        self.api_keys = PostgresApiKeyStore(guarded)
 
     @classmethod
     async def open(
@@ -88,11 +91,29 @@ class PostgresStorage:
 
         return cls(pool, clock, PostgresSignals(connect_listener, scope))
 
-    async def ping(self) -> bool:
+    async def health(self) -> str:
+        """One round trip, bounded: a write probe that stores nothing (a transaction that takes
+        a write lock on the revisions table and rolls back), which a read-only server refuses."""
         try:
-            return await self._pool.fetchval("SELECT 1", timeout=PING_TIMEOUT) == 1
+            async with asyncio.timeout(PING_TIMEOUT):
+                async with self._pool.acquire() as conn:
+                    writable = await conn.fetchval(
+                        "SELECT NOT pg_is_in_recovery() "
+                        "AND current_setting('transaction_read_only') = 'off'"
+                    )
+                    if not writable:
+                        return "read-only"
+                    try:
+                        async with conn.transaction():
+                            await conn.execute("LOCK TABLE revisions IN ROW EXCLUSIVE MODE")
+                            raise _Probed
+                    except _Probed:
+                        pass
+        except asyncpg.ReadOnlySQLTransactionError:
+            return "read-only"
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
-            return False
+            return "unreachable"
+        return "ok"
 
     async def close(self) -> None:
         """Wait for borrowed connections to come back (bounded), then close them all."""
@@ -102,6 +123,10 @@ class PostgresStorage:
         except TimeoutError:
             with contextlib.suppress(Exception):
                 self._pool.terminate()
+
+
+class _Probed(Exception):
+    """Rolls the health probe's transaction back."""
 
 
 def _fits(storage: PostgresStorage) -> Storage:

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from adapters.storage import text
 from adapters.storage.batch_reader import BatchReader
 from adapters.storage.group_commit import GroupCommitWriter
 from adapters.storage.sqlite import rows
@@ -41,6 +42,12 @@ _INSERT = (
     "INSERT INTO workflows (namespace, name, version, source, source_hash, "
     "input_schema, description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# The highest version ever given to a ref, kept when its rows are deleted: versions only grow.
+_HEAD = "SELECT last_version FROM workflow_heads WHERE namespace = ? AND name = ?"
+_SET_HEAD = (
+    "INSERT INTO workflow_heads (namespace, name, last_version) VALUES (?, ?, ?) "
+    "ON CONFLICT (namespace, name) DO UPDATE SET last_version = excluded.last_version"
+)
 _VERSION = (
     "SELECT namespace, name, version, input_schema, description, source, source_hash, "
     "created_at FROM workflows WHERE namespace = ? AND name = ? "
@@ -55,6 +62,7 @@ class SqliteCatalog:
         self._snapshot = CatalogSnapshot(-1)
 
     async def register(self, workflows: Sequence[NewWorkflow]) -> list[Registered]:
+        text.check_workflows(workflows)
         now = self._clock()
 
         def job(db: sqlite3.Connection) -> list[Registered]:
@@ -127,7 +135,10 @@ def _register_one(db: sqlite3.Connection, new: NewWorkflow, now: float) -> Regis
     if latest is not None and latest[5] == new.source_hash:
         return Registered(rows.info_from_row(latest[:5]), created=False)
     schema = rows.dump(new.input_schema)
-    info = WorkflowInfo(new.ref, latest[2] + 1 if latest else 1, rows.load(schema), new.description)
+    head = one_now(db, _HEAD, (new.ref.namespace, new.ref.name))
+    version = max(latest[2] if latest else 0, head[0] if head else 0) + 1
+    info = WorkflowInfo(new.ref, version, rows.load(schema), new.description)
+    db.execute(_SET_HEAD, (new.ref.namespace, new.ref.name, version))
     db.execute(
         _INSERT,
         (

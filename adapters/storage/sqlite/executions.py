@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from adapters.storage import text
 from adapters.storage.batch_reader import BatchReader
 from adapters.storage.group_commit import GroupCommitWriter
 from adapters.storage.local_signals import LocalSignals
@@ -21,10 +22,11 @@ from adapters.storage.sqlite.sql import (
     marks,
     read_all,
     read_one,
+    write_for,
 )
-from adapters.storage.states import LEASABLE
+from adapters.storage.states import LEASABLE, UNFINISHED
 from core.errors import AlreadyExists
-from core.model import Execution, ExecutionEvent, ExecutionState
+from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef
 
 # The answer says whether the saved execution is free for a worker to claim.
 _SAVE_STATE = (
@@ -40,6 +42,7 @@ class SqliteExecutionLog:
         self._signals = signals
 
     async def create(self, execution: Execution) -> None:
+        text.check_execution(execution)
         params = rows.execution_to_params(execution)
 
         def job(db: sqlite3.Connection) -> None:
@@ -51,12 +54,14 @@ class SqliteExecutionLog:
                     execution_id=execution.execution_id,
                 ) from None
 
-        await self._writer.submit(job)
+        await write_for(self._writer, job, execution.execution_id)
         self._signals.changed(execution.execution_id)
         if execution.state.in_progress:
             self._signals.claimable()
 
     async def save(self, execution: Execution, events: Sequence[ExecutionEvent] = ()) -> None:
+        text.check_execution(execution)
+        text.check_events(events)
         state = rows.execution_state_params(execution)
         event_params = [rows.event_to_params(event) for event in events]
         leasable = execution.state.in_progress
@@ -68,7 +73,7 @@ class SqliteExecutionLog:
             insert_events(db, event_params)
             return bool(saved[0][0]) if saved else leasable
 
-        claimable = await self._writer.submit(job)
+        claimable = await write_for(self._writer, job, execution.execution_id)
         self._signals.changed(execution.execution_id)
         if claimable:
             self._signals.claimable()
@@ -76,15 +81,18 @@ class SqliteExecutionLog:
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
         if not events:
             return
+        text.check_events(events)
         event_params = [rows.event_to_params(event) for event in events]
 
         def job(db: sqlite3.Connection) -> None:
             insert_events(db, event_params)
 
-        await self._writer.submit(job)
+        await write_for(self._writer, job, events[0].execution_id)
         signal_changes(self._signals, events)
 
     async def get(self, execution_id: str) -> Execution | None:
+        if not text.storable_text(execution_id):
+            return None  # such an id is never stored
         row = await read_one(
             self._reader,
             f"SELECT {rows.EXECUTION_COLUMNS} FROM executions WHERE id = ?",
@@ -93,6 +101,8 @@ class SqliteExecutionLog:
         return None if row is None else rows.execution_from_row(row)
 
     async def events(self, execution_id: str) -> list[ExecutionEvent]:
+        if not text.storable_text(execution_id):
+            return []
         found = await read_all(
             self._reader,
             f"SELECT {rows.EVENT_COLUMNS} FROM execution_events WHERE execution_id = ? "
@@ -112,6 +122,16 @@ class SqliteExecutionLog:
             wanted,
         )
         return [rows.execution_from_row(row) for row in found]
+
+    async def unfinished(self, ref: WorkflowRef, version: int | None = None) -> list[str]:
+        sql = (
+            f"SELECT id FROM executions WHERE namespace = ? AND name = ? AND state IN {UNFINISHED}"
+        )
+        params: tuple[object, ...] = (ref.namespace, ref.name)
+        if version is not None:
+            sql, params = sql + " AND version = ?", (*params, version)
+        found = await read_all(self._reader, sql + " ORDER BY created_at, id", params)
+        return [row[0] for row in found]
 
 
 def signal_changes(signals: LocalSignals, events: Sequence[ExecutionEvent]) -> None:

@@ -10,11 +10,19 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from adapters.storage import text
 from adapters.storage.group_commit import GroupCommitWriter
 from adapters.storage.local_signals import LocalSignals
 from adapters.storage.sqlite import rows
 from adapters.storage.sqlite.executions import signal_changes
-from adapters.storage.sqlite.sql import all_now, changed_now, insert_events, marks, one_now
+from adapters.storage.sqlite.sql import (
+    all_now,
+    changed_now,
+    insert_events,
+    marks,
+    one_now,
+    write_for,
+)
 from adapters.storage.states import LEASABLE
 from core.model import Execution, ExecutionEvent
 
@@ -81,6 +89,8 @@ class SqliteLeases:
     async def save_owned(
         self, owner: str, execution: Execution, events: Sequence[ExecutionEvent] = ()
     ) -> bool:
+        text.check_execution(execution)
+        text.check_events(events)
         *state, execution_id = rows.execution_state_params(execution)
         keep = execution.state.in_progress
         event_params = [rows.event_to_params(event) for event in events]
@@ -91,7 +101,7 @@ class SqliteLeases:
             insert_events(db, event_params)
             return True
 
-        saved = await self._writer.submit(job)
+        saved = await write_for(self._writer, job, execution_id)
         if saved:
             self._signals.changed(execution_id)
         return saved
@@ -99,6 +109,7 @@ class SqliteLeases:
     async def append_owned(self, owner: str, events: Sequence[ExecutionEvent]) -> bool:
         if not events:
             return True
+        text.check_events(events)
         ids = sorted({event.execution_id for event in events})
         event_params = [rows.event_to_params(event) for event in events]
         sql = (
@@ -112,7 +123,7 @@ class SqliteLeases:
             insert_events(db, event_params)
             return True
 
-        appended = await self._writer.submit(job)
+        appended = await write_for(self._writer, job, ids[0])
         if appended:
             signal_changes(self._signals, events)
         return appended

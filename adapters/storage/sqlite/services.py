@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from attrs import evolve
 
+from adapters.storage import text
 from adapters.storage.batch_reader import BatchReader
 from adapters.storage.group_commit import GroupCommitWriter
 from adapters.storage.sqlite import rows
@@ -35,6 +36,7 @@ class SqliteServiceStore:
         self._clock = clock
 
     async def create(self, service: ServiceDefinition) -> ServiceDefinition:
+        text.check_service(service)
         params = rows.service_to_params(service) | {"now": self._clock()}
 
         def job(db: sqlite3.Connection) -> ServiceDefinition:
@@ -50,6 +52,8 @@ class SqliteServiceStore:
         return await self._writer.submit(job)
 
     async def get(self, name: str) -> ServiceDefinition | None:
+        if not text.storable_text(name):
+            return None  # such a name is never stored
         row = await read_one(self._reader, _ONE, (name,))
         return None if row is None else rows.service_from_row(row)
 
@@ -62,6 +66,9 @@ class SqliteServiceStore:
     async def update(
         self, name: str, edit: Callable[[ServiceDefinition], ServiceDefinition]
     ) -> ServiceDefinition:
+        if not text.storable_text(name):
+            raise ServiceNotFound(f"service {name!r} not found", service=name)
+
         def job(db: sqlite3.Connection) -> ServiceDefinition:
             # Read and write on the writer connection inside its transaction: nothing can
             # commit in between, which is what keeps concurrent edits from losing each other.
@@ -71,6 +78,7 @@ class SqliteServiceStore:
             current = rows.service_from_row(row)
             # The name is the key and the revision belongs to the store, whatever `edit` returns.
             updated = evolve(edit(current), name=name, revision=current.revision + 1)
+            text.check_service(updated)
             db.execute(_UPDATE, rows.service_to_params(updated) | {"now": self._clock()})
             db.execute(BUMP, ("services_revision",))
             return updated
@@ -78,6 +86,9 @@ class SqliteServiceStore:
         return await self._writer.submit(job)
 
     async def delete(self, name: str) -> bool:
+        if not text.storable_text(name):
+            return False
+
         def job(db: sqlite3.Connection) -> bool:
             deleted = changed_now(db, "DELETE FROM services WHERE name = ?", (name,)) > 0
             if deleted:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from adapters.storage.batch_reader import BatchReader
+from adapters.storage.faults import about
+from adapters.storage.group_commit import GroupCommitWriter
 from adapters.storage.sqlite import rows
-from core.errors import AlreadyExists
+from core.errors import AlreadyExists, StorageUnavailable
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 BUMP = "UPDATE meta SET value = value + 1 WHERE key = ?"
 INSERT_EXECUTION = (
@@ -66,3 +69,13 @@ def insert_events(db: sqlite3.Connection, event_params: list[tuple[Any, ...]]) -
         db.executemany(INSERT_EVENTS, event_params)
     except sqlite3.IntegrityError:
         raise AlreadyExists("an event with this execution_id and seq already exists") from None
+
+
+async def write_for(
+    writer: GroupCommitWriter, job: Callable[[sqlite3.Connection], T], execution_id: str
+) -> T:
+    """`writer.submit(job)` for a write of one execution: storage trouble names it."""
+    try:
+        return await writer.submit(job)
+    except StorageUnavailable as fault:
+        raise about(fault, execution_id) from fault.__cause__

@@ -14,6 +14,7 @@ concurrent callers in one batch runs once. `busy_timeout` covers other processes
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -26,11 +27,14 @@ from adapters.storage.sqlite.api_keys import SqliteApiKeyStore
 from adapters.storage.sqlite.catalog import SqliteCatalog
 from adapters.storage.sqlite.executions import SqliteExecutionLog
 from adapters.storage.sqlite.leases import SqliteLeases
+from adapters.storage.sqlite.lock import DatabaseLock
 from adapters.storage.sqlite.services import SqliteRevisions, SqliteServiceStore
 from adapters.storage.sqlite.sql import Clock, read_one
+from core.errors import StorageUnavailable
 from ports.storage import Storage
 
 BUSY_TIMEOUT_MS = 5000
+HEALTH_TIMEOUT = 2.0  # seconds each probe of `health()` may take
 
 PRAGMAS = (
     f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
@@ -65,37 +69,75 @@ def _connect_reader(path: str) -> sqlite3.Connection:
 class SqliteStorage:
     """The storage ports over one SQLite file; build it with `await SqliteStorage.open()`."""
 
-    def __init__(self, writer: GroupCommitWriter, reader: BatchReader, clock: Clock) -> None:
+    def __init__(
+        self,
+        writer: GroupCommitWriter,
+        reader: BatchReader,
+        clock: Clock,
+        lock: DatabaseLock | None = None,
+    ) -> None:
+        self._lock = lock
         self._reader = reader
         self._writer = writer
         self.catalog = SqliteCatalog(reader, writer, clock)
         self.services = SqliteServiceStore(reader, writer, clock)
         self.signals = LocalSignals()
         self.executions = SqliteExecutionLog(reader, writer, self.signals)
+        self.workflow_executions = self.executions
         self.leases = SqliteLeases(writer, self.signals)
         self.revisions = SqliteRevisions(reader)
         self.api_keys = SqliteApiKeyStore(reader, writer)
 
     @classmethod
-    async def open(cls, path: str | Path, clock: Clock = time.time) -> SqliteStorage:
-        """Open (creating if needed) the database file and apply pending migrations."""
-        writer = await GroupCommitWriter.open(lambda: _connect_writer(str(path)))
-        try:
-            reader = await BatchReader.open(lambda: _connect_reader(str(path)))
-        except BaseException:
-            await writer.close()
-            raise
-        return cls(writer, reader, clock)
+    async def open(
+        cls, path: str | Path, clock: Clock = time.time, *, exclusive: bool = False
+    ) -> SqliteStorage:
+        """Open (creating if needed) the database file and apply pending migrations.
 
-    async def ping(self) -> bool:
+        `exclusive` (a server's storage): first take the file's lock (see `lock`), held until
+        `close()` or the process's end; `StorageInUse` when another process holds it, before
+        anything was read or written."""
+        lock = await asyncio.to_thread(DatabaseLock.take, path) if exclusive else None
         try:
-            return await read_one(self._reader, "SELECT 1") == (1,)
-        except Exception:
-            return False
+            writer = await GroupCommitWriter.open(lambda: _connect_writer(str(path)))
+            try:
+                reader = await BatchReader.open(lambda: _connect_reader(str(path)))
+            except BaseException:
+                await writer.close()
+                raise
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return cls(writer, reader, clock, lock)
+
+    async def health(self) -> str:
+        """A read, then a write that stores nothing new (the one row of `health_probe` updated in
+        place, committed like any write so a full disk shows), each bounded in time."""
+        try:
+            await asyncio.wait_for(read_one(self._reader, "SELECT 1"), HEALTH_TIMEOUT)
+        except (TimeoutError, Exception):
+            return "unreachable"
+        try:
+            await asyncio.wait_for(self._writer.submit(_probe), HEALTH_TIMEOUT)
+        except StorageUnavailable as fault:
+            return "unreachable" if fault.details.get("reason") == "unreachable" else "read-only"
+        except (TimeoutError, Exception):
+            return "read-only"  # it reads, but a write does not land in time
+        return "ok"
 
     async def close(self) -> None:
-        await self._writer.close()
-        await self._reader.close()
+        try:
+            await self._writer.close()
+            await self._reader.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+
+def _probe(db: sqlite3.Connection) -> None:
+    """On the writer, in its transaction: one page rewritten, nothing added."""
+    db.execute("UPDATE health_probe SET at = ? WHERE id = 1", (time.time(),))
 
 
 def _fits(storage: SqliteStorage) -> Storage:
