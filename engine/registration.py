@@ -352,8 +352,6 @@ def _module_parts(filename: Any) -> list[str]:
     parts[-1] = parts[-1][: -len(".py")]
     if any("." in part for part in parts):
         raise refuse("a module or directory name cannot contain '.'")
-    if parts == ["__init__"]:
-        raise refuse("__init__.py belongs in a package directory (send pkg/__init__.py)")
     return parts
 
 
@@ -386,9 +384,17 @@ class _BundleLoad(importlib.abc.Loader):
             for name in self.modules
             for depth in range(1, name.count(".") + 1)
         }
-        self.tops = {name.partition(".")[0] for name in self.modules}
+        self.tops = {name.partition(".")[0] for name in self.modules if name}
+        # The bundle's own package; a top-level __init__.py (a directory sent whole) runs in it.
+        top = self.modules.get("")
         self.package = types.ModuleType(root)
         self.package.__path__ = []
+        self.package.__package__ = root
+        self.package.__spec__ = importlib.machinery.ModuleSpec(
+            root, self, origin=top and top[0], is_package=True
+        )
+        if top is not None:
+            self.package.__file__ = top[0]
         self.loaded: dict[str, types.ModuleType] = {}
         self.done = False  # every module executed: imports are answered from `loaded`
         self.builtins = {**vars(builtins), "__import__": self.import_}
@@ -480,9 +486,16 @@ def _load_bundle(source: str, files: Mapping[str, str]) -> list[LoadedWorkflow]:
     sys.modules[root] = load.package
     try:
         modules: list[tuple[types.ModuleType, str]] = []
-        for name, (filename, _) in sorted(load.modules.items(), key=lambda item: item[1][0]):
+        # A top-level __init__.py first, as an import of the package would run it.
+        for name, (filename, _) in sorted(
+            load.modules.items(), key=lambda item: (item[0] != "", item[1][0])
+        ):
             try:
-                modules.append((importlib.import_module(f"{root}.{name}"), filename))
+                if name:
+                    modules.append((importlib.import_module(f"{root}.{name}"), filename))
+                else:
+                    load.exec_module(load.package)
+                    modules.append((load.package, filename))
             except (Exception, SystemExit) as exc:
                 failed = _failed_file(exc, files) or filename
                 raise InvalidWorkflowSource(
@@ -496,7 +509,7 @@ def _load_bundle(source: str, files: Mapping[str, str]) -> list[LoadedWorkflow]:
     finally:
         with _loads_lock:
             _loads.pop(root, None)
-        for name in [root, *(f"{root}.{name}" for name in load.loaded)]:
+        for name in [root, *(f"{root}.{name}" for name in load.loaded if name)]:
             sys.modules.pop(name, None)
 
 

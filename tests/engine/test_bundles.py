@@ -196,7 +196,6 @@ def test_one_file_stays_a_plain_module_and_plain_sources_are_not_bundles():
         "pkg//double.py",
         "./here.py",
         "a.b.py",
-        "__init__.py",
         "",
     ],
 )
@@ -287,3 +286,16 @@ async def test_the_sandbox_survives_a_helper_that_interrupts_or_exits():
     exits = {**FILES, "helpers.py": "import os\nos._exit(3)\n"}
     with pytest.raises(InvalidWorkflowSource, match="exit code 3"):
         await inspect_module(encode_bundle(exits), "billing.py")
+
+
+def test_a_directory_sent_whole_with_its_init_is_the_bundles_package():
+    files = {
+        "__init__.py": "from .helpers import vat\nSTARTED = True\n",
+        "flows.py": "from flux import workflow\nfrom . import STARTED, vat\nimport helpers\n\n"
+        "@workflow\nasync def flows(ctx):\n    return vat(1)\n",
+        "helpers.py": HELPERS,
+    }
+    (loaded,) = load_workflows(encode_bundle(files))
+    assert loaded.module.STARTED and loaded.module.vat is loaded.module.helpers.vat
+    assert loaded.module.__name__.endswith(".flows")
+    assert _bundle_names() == []
