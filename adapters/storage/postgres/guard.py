@@ -33,6 +33,8 @@ _LOST = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # What a pooled connection the server ended while it was idle may answer its next query.
+    asyncpg.InternalClientError,
     ConnectionError,
     OSError,
 )
