@@ -17,13 +17,13 @@ from core.model import Resolution, ServiceDefinition, WorkflowInfo, WorkflowRef,
 from core.permissions import Principal
 from core.resolve import missing_service, resolve
 from core.services import ServiceUpdate, apply_update
+from engine.bundles import bundle_source
 from engine.lookup import ServiceLookup, workflow_not_found
-from engine.registration import bundle_source
 from ports.catalog import NewWorkflow, Registered
 from ports.executions import WorkflowExecutions
 
 # Reads an uploaded module's workflows without running it in this process (engine/sandbox.py):
-# (source, filename), where source may be a bundle's text (engine.registration.encode_bundle).
+# (source, filename), where source may be a bundle's text (engine.bundles.encode_bundle).
 InspectModule = Callable[[str, str], Awaitable[Sequence[NewWorkflow]]]
 # Cancels one execution (the executor's `cancel`, ports/executor.py).
 CancelExecution = Callable[[str], Awaitable[object]]

@@ -4,7 +4,7 @@ Protocol, one request per process:
 
 - argv: the server's PID, then the entries of sys.path;
 - stdin: a frame (see `read_frame`) holding JSON {"source", "filename", "memory_limit",
-  "timeout"} (`source` is one module, or a bundle's text: engine.registration.encode_bundle);
+  "timeout"} (`source` is one module, or a bundle's text: engine.bundles.encode_bundle);
   stdin then stays open and silent until the parent kills this process;
 - fd 1, as inherited: one frame holding the JSON answer, either
   {"workflows": [{"ref", "input_schema", "description"}, ...]} or
@@ -121,7 +121,8 @@ def _silence_standard_fds() -> None:
 def inspect(source: str, filename: str) -> dict[str, Any]:
     """Import the module through the same loader the runtime uses; describe what it holds."""
     from core.errors import InvalidWorkflowSource
-    from engine.registration import _import_failure, decode_bundle, load_workflows
+    from engine.bundles import decode_bundle
+    from engine.registration import _import_failure, load_workflows
 
     try:
         loaded = load_workflows(source, filename)

@@ -24,8 +24,8 @@ from core.openapi import service_openapi
 from core.permissions import Principal
 from core.services import parse_new_service, parse_service_update
 from engine.app import FluxApp
+from engine.bundles import MAX_BUNDLE_FILES
 from engine.calls import ServiceCalls
-from engine.registration import MAX_BUNDLE_FILES
 from ports.auth import Authenticate
 from ports.catalog import Registered
 

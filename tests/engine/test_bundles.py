@@ -12,13 +12,8 @@ import pytest
 
 from core.errors import InvalidWorkflowSource
 from core.model import ExecutionState, WorkflowRef
-from engine.registration import (
-    MAX_BUNDLE_FILES,
-    bundle_source,
-    decode_bundle,
-    encode_bundle,
-    load_workflows,
-)
+from engine.bundles import MAX_BUNDLE_FILES, bundle_source, decode_bundle, encode_bundle
+from engine.registration import load_workflows
 from engine.sandbox import inspect_module
 
 BILLING = textwrap.dedent(
