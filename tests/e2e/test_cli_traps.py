@@ -101,6 +101,18 @@ def test_start_on_a_truncated_database_file(tmp_path: Path) -> None:
     assert "is not a Flux database or is damaged" in one_line(result)
 
 
+def test_a_second_server_on_the_same_database(tmp_path: Path) -> None:
+    first = start_server(tmp_path)
+    try:
+        assert first.proc is not None
+        result = flux_in(tmp_path, "start", "server", "--port", str(free_port()))
+        line = one_line(result)
+        assert result.returncode == 1
+        assert str(first.proc.pid) in line and "flux.db" in line, line
+    finally:
+        first.stop()
+
+
 def test_auth_on_an_unreachable_postgres(tmp_path: Path) -> None:
     result = flux_in(
         tmp_path, "auth", "key", "list", "--database-url", "postgresql://flux:pw@127.0.0.1:1/x"
