@@ -11,7 +11,7 @@ import gc
 import ipaddress
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -151,7 +151,7 @@ async def server_app(
         middlewares=[errors_as_json],
         client_max_size=max(limits.max_body_bytes, limits.max_upload_bytes) + 64 * 1024,
     )
-    Routes(flux.app, flux.calls, flux.auth, limits, _database_ok(flux.app), mount).install(web_app)
+    Routes(flux.app, flux.calls, flux.auth, limits, mount).install(web_app)
     web_app[FLUX] = flux
     if settings.auth.enabled:  # without auth there is no 401 to carry a challenge
         install_bearer_challenge(web_app)
@@ -163,16 +163,6 @@ async def server_app(
     web_app.on_cleanup.append(close)
     web_app.on_startup.append(_freeze_startup_objects)
     return web_app
-
-
-def _database_ok(app: FluxApp) -> Callable[[], Awaitable[bool]]:
-    """Whether the database takes writes (what `Routes` still asks for; /health itself asks
-    `FluxApp.storage_health` for the state)."""
-
-    async def ok() -> bool:
-        return await app.storage_health() == "ok"
-
-    return ok
 
 
 def _answer_the_rest_after(grace: float, executor: Executor) -> Callable[[web.Application], Any]:
@@ -285,12 +275,17 @@ def serve_standalone(options: StandaloneOptions) -> None:
     _log_to_stderr()
     url = f"http://{_url_host(options.host)}:{options.port}"
 
-    async def prepare() -> web.Application:
-        mcp = await _mcp_wanted(options)
+    mcp = False
+
+    def listening(_: str) -> None:
         log_line(
             f"serving service {options.service!r} on {url}, forwarding to {options.server_url} "
             f"(cache TTL {options.cache_ttl:g} s); " + (f"MCP at {url}/mcp" if mcp else "MCP off")
         )
+
+    async def prepare() -> web.Application:
+        nonlocal mcp
+        mcp = await _mcp_wanted(options)
         if not _is_loopback(options.host) and not options.settings.api_key:
             if not (mcp and options.mcp_issuer):
                 print(
@@ -307,6 +302,7 @@ def serve_standalone(options: StandaloneOptions) -> None:
         prepare(),
         host=options.host,
         port=options.port,
+        on_listening=listening,
         access_log=ACCESS_LOG,
         access_log_class=AccessLogger,
         shutdown_timeout=5.0,

@@ -82,6 +82,12 @@ class Forbidden(FluxError):
     code = "forbidden"
 
 
+class UnsupportedMediaType(FluxError):
+    """A body that is not JSON (415); `accepted` names the type to send."""
+
+    code = "unsupported_media_type"
+
+
 class PayloadTooLarge(FluxError):
     code = "payload_too_large"
 

@@ -10,13 +10,13 @@ tool arguments must be an object and many clients only render flat parameter lis
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from attrs import field, frozen
 
-from core.errors import InputValidationError
+from core import jsontext
+from core.errors import InputValidationError, InvalidRequest
 from core.model import Endpoint, Resolution
 from core.resolve import reserved_names, standalone_endpoints
 from core.schema import check
@@ -147,9 +147,10 @@ def _decode_input(text: str) -> Any:
     if text.strip() == "":
         return None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        message = f"input: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        return jsontext.loads(text)  # the same parser, and limits, as HTTP bodies
+    except InvalidRequest as exc:
+        reason = exc.message.removeprefix("malformed JSON body: ")
+        message = f"input: not valid JSON ({reason})"
         raise InputValidationError(
             message, errors=[{"loc": ["input"], "msg": message, "type": "json_invalid"}]
         ) from None

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
+import signal
+import socket
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -43,8 +46,11 @@ STATUS_BY_ERROR: dict[type[errors.FluxError], int] = {
     errors.NameCollision: 409,
     errors.InvalidState: 409,
     errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
     errors.InputValidationError: 422,
     errors.ShuttingDown: 503,
+    errors.StorageUnavailable: 503,
+    errors.StorageInUse: 503,
     errors.UpstreamUnavailable: 503,
     errors.UpstreamTimeout: 504,
 }
@@ -58,7 +64,9 @@ _HTTP_CODES = {
 }
 INTERNAL_ERROR = "internal_error"
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)  # made once, not per call
+# Made once, not per call. No NaN ever goes out: inputs and outputs are checked before, and a
+# value that slipped through is an error rather than invalid JSON (RFC 8259).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
 
 
 def status_for(error: errors.FluxError) -> int:
@@ -222,22 +230,38 @@ def run_app(
     `JsonErrorsRunner`. `on_listening` gets the URL once the socket listens."""
 
     async def main() -> None:
+        # Bound first: on a port in use the process fails at once, before the application
+        # opens its database or starts its workers.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            sock = socket.create_server((host, port), family=family)
+        except OSError:
+            if inspect.iscoroutine(app):
+                app.close()  # never started: nothing of it was opened
+            raise
+        # A signal only sets the event: the cleanup below then stops the listener and gives the
+        # requests in flight their time, while they still run (a signal raising out of the loop
+        # would have every task, those requests included, cancelled at once).
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
         runner = JsonErrorsRunner(
             await app if not isinstance(app, web.Application) else app,
-            handle_signals=True,
+            handle_signals=False,
             shutdown_timeout=shutdown_timeout,
             **runner_args,
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.SockSite(runner, sock).start()
             if on_listening is not None:
                 on_listening(f"http://{host}:{port}")
-            await asyncio.Event().wait()  # until a signal raises GracefulExit
+            await stop.wait()
         finally:
             await runner.cleanup()
 
-    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
 
 

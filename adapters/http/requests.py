@@ -11,8 +11,6 @@ way everywhere (docs/http-api.md, "Input limits"):
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -20,33 +18,17 @@ from typing import Any
 from aiohttp import HttpVersion11, hdrs, web
 from multidict import MultiMapping
 
-from adapters.http.errors import STATUS_BY_ERROR, error_response
-from core.errors import FluxError, InvalidRequest, PayloadTooLarge
+from adapters.http.errors import error_response
+from core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from core.jsontext import loads
 from core.names import validate_namespace
 
 MODES = ("sync", "async", "stream")
-MAX_JSON_DEPTH = 64
 MAX_VERSION = 2**63 - 1  # a signed 64-bit integer: what every store keeps
 JSON_TYPE = "application/json"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _VERSION = re.compile(r"[0-9]{1,19}")  # ASCII digits: str.isdigit() also takes '²', '①', '٣'
-# A JSON string, escapes included (the unrolled form: linear, no backtracking).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_SQUARE = bytes.maketrans(b"{}", b"[]")
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
-_OPEN = ord("[")
-
-
-class UnsupportedMediaType(FluxError):
-    """A body that is not JSON (415); `accepted` names the type to send."""
-
-    code = "unsupported_media_type"
-
-
-# The table of adapters/http/errors.py is the one place statuses live; this error belongs there
-# (and in core/errors.py) once those files take it, until then it is registered from here.
-STATUS_BY_ERROR.setdefault(UnsupportedMediaType, 415)
 
 
 # -- bodies ------------------------------------------------------------------------------------
@@ -99,52 +81,6 @@ def check_json_type(request: web.Request) -> None:
     raise UnsupportedMediaType(
         f"unsupported Content-Type {ctype!r}: send {JSON_TYPE}", accepted=JSON_TYPE
     )
-
-
-def too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether arrays and objects nest more than `limit` levels in `raw`, found by flat scans in
-    C (no recursion; brackets inside strings do not count)."""
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False  # not even that many brackets: no scan needed
-    brackets = _STRING.sub(b"", raw).translate(_SQUARE, _NOT_BRACKETS)
-    for _ in range(limit):  # each pass drops the leaves, the innermost pairs: one level less
-        brackets = brackets.replace(b"[]", b"")
-        if not brackets:
-            return False
-    # What is left nests past the limit (any level left is one more), or is unbalanced (then
-    # json.loads says what is wrong).
-    depth = 0
-    for byte in brackets:
-        depth += 1 if byte == _OPEN else -1
-        if depth > 0:
-            return True
-    return False
-
-
-def _constant(name: str) -> Any:
-    raise InvalidRequest(f"malformed JSON body: {name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise InvalidRequest(f"malformed JSON body: {text} is out of range (not a finite number)")
-    return value
-
-
-def loads(raw: bytes | str) -> Any:
-    """The one JSON parser of request bodies: bounded depth, finite numbers only."""
-    data = raw.encode() if isinstance(raw, str) else raw
-    if too_deep(data):
-        raise InvalidRequest(
-            f"JSON body nests deeper than {MAX_JSON_DEPTH} levels", max_depth=MAX_JSON_DEPTH
-        )
-    try:
-        return json.loads(data, parse_constant=_constant, parse_float=_finite_float)
-    except RecursionError:  # never expected past the depth check; still a caller's error
-        raise InvalidRequest(f"JSON body nests deeper than {MAX_JSON_DEPTH} levels") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest(f"malformed JSON body: {exc}") from None
 
 
 async def read_json(request: web.Request, limit: int, *, required: bool = False) -> Any:

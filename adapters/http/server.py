@@ -7,7 +7,6 @@ what the core shapes. Calls to workflows are routed by adapters/http/calls.py. E
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -45,13 +44,11 @@ class Routes:
         calls: ServiceCalls,
         auth: Authenticate,
         limits: Limits,
-        storage_ping: Callable[[], Awaitable[bool]],
         mount: str = "",
     ) -> None:
         self.app = app
         self.auth = auth
         self.limits = limits
-        self.storage_ping = storage_ping
         self.calls = CallRoutes(calls, auth, limits.max_body_bytes, mount)
 
     def install(self, web_app: web.Application) -> None:
@@ -61,10 +58,11 @@ class Routes:
         r.add_get("/workflows", self.list_workflows)
         r.add_get("/workflows/{namespace}/{name}", self.show_workflow)
         r.add_delete("/workflows/{namespace}/{name}", self.delete_workflow)
-        r.add_post("/services", self.create_service)
+        early_413 = parse.expect_handler(self.limits.max_body_bytes)
+        r.add_post("/services", self.create_service, expect_handler=early_413)
         r.add_get("/services", self.list_services)
         r.add_get("/services/{service}", self.show_service)
-        r.add_put("/services/{service}", self.update_service)
+        r.add_put("/services/{service}", self.update_service, expect_handler=early_413)
         r.add_delete("/services/{service}", self.delete_service)
         r.add_get("/services/{service}/openapi.json", self.service_openapi)
         r.add_get("/services/{service}/mcp", self.service_mcp)

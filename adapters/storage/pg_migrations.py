@@ -132,7 +132,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 def check_schema_name(schema: str) -> str:
     """Schema names end up in SQL text (CREATE SCHEMA, search_path): allow plain ones only."""
-    if not SCHEMA_NAME.match(schema):
+    if not SCHEMA_NAME.fullmatch(schema):
         raise ValueError(
             f"invalid PostgreSQL schema name {schema!r}: use lower-case letters, digits and '_'"
         )

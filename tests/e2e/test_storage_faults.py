@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from adapters.http.errors import STATUS_BY_ERROR
-from core.errors import StorageUnavailable
 from tests.e2e import processes
 
 BUSY_TIMEOUT = 5.0  # the SQLite adapter's busy_timeout
@@ -68,20 +66,10 @@ def _setup(url: str) -> None:
     assert status == 201, body
 
 
-# Until adapters/http/errors.py maps StorageUnavailable to 503, its answers are 500 with the
-# same body: the tests run to their end and then report xfail, so they turn green by themselves.
-MAPPED = StorageUnavailable in STATUS_BY_ERROR
-
-
 def _assert_unavailable(status: int, body: dict, reason: str) -> None:
     assert body["error"] == "storage_unavailable", body
     assert body["reason"] == reason, body
-    assert status == (503 if MAPPED else 500), body
-
-
-def _unless_unmapped() -> None:
-    if not MAPPED:
-        pytest.xfail("adapters/http/errors.py does not map StorageUnavailable to 503 yet")
+    assert status == 503, body
 
 
 def test_a_database_locked_by_another_process_is_503_busy_then_recovers(tmp_path):
@@ -116,7 +104,6 @@ def test_a_database_locked_by_another_process_is_503_busy_then_recovers(tmp_path
         assert processes.http("GET", server.url + "/health")[0] == 200
         status, body = processes.http("POST", server.url + "/services/faults/quick", {})
         assert (status, body) == (200, {"ok": True})
-        _unless_unmapped()
     finally:
         if locker is not None and locker.poll() is None:
             locker.kill()
@@ -198,7 +185,6 @@ def test_a_full_disk_is_503_full_on_writes_and_health_says_read_only(tmp_path):
             assert processes.http("POST", server.url + "/services", {"name": "after"})[0] == 201
             status, body = processes.http("POST", server.url + "/services/faults/quick", {})
             assert (status, body) == (200, {"ok": True})
-            _unless_unmapped()
         finally:
             server.stop()
 
@@ -232,8 +218,6 @@ def test_a_second_server_on_the_same_database_is_refused_and_touches_nothing(tmp
         lines = [line for line in second.stderr.splitlines() if line.strip()]
         assert str(first.proc.pid) in lines[-1], second.stderr
         assert "in use" in lines[-1]
-        if any(line.startswith("Traceback") for line in lines):
-            pytest.xfail("the CLI does not print an uncaught FluxError as one line yet")
         assert len(lines) == 1, second.stderr
 
         # The first server's execution went on untouched: not recovered, not re-run.

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from multidict import MultiDict
 
 from adapters.http import requests as parse
+from core import jsontext
 from core.errors import FluxError, InvalidName, InvalidRequest
 from core.model import WorkflowRef
 from core.names import validate_namespace, validate_service_name, validate_workflow_name
@@ -144,26 +145,26 @@ JSON_VALUES = st.recursive(
 @given(JSON_VALUES, st.integers(1, 12))
 def test_the_depth_scan_agrees_with_the_parsed_depth(value: object, limit: int) -> None:
     raw = json.dumps(value).encode()
-    assert parse.too_deep(raw, limit) == (_depth(value) > limit)
+    assert jsontext.too_deep(raw, limit) == (_depth(value) > limit)
 
 
 @given(JSON_VALUES)
 def test_bodies_within_limits_parse_as_json_loads_does(value: object) -> None:
     raw = json.dumps(value).encode()
-    assert parse.loads(raw) == json.loads(raw)
+    assert jsontext.loads(raw) == json.loads(raw)
 
 
-@given(st.integers(parse.MAX_JSON_DEPTH + 1, 20_000), st.sampled_from(["[", '{"a":']))
+@given(st.integers(jsontext.MAX_JSON_DEPTH + 1, 20_000), st.sampled_from(["[", '{"a":']))
 def test_deep_nesting_is_refused_without_recursion(depth: int, opener: str) -> None:
     closer = "]" if opener == "[" else "}"
     with pytest.raises(InvalidRequest, match="deeper than"):
-        parse.loads((opener * depth + "1" + closer * depth).encode())
+        jsontext.loads((opener * depth + "1" + closer * depth).encode())
 
 
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_any_bytes_parse_or_raise_invalid_request(raw: bytes) -> None:
     try:
-        parse.loads(raw)
+        jsontext.loads(raw)
     except InvalidRequest:
         pass
 
@@ -175,7 +176,7 @@ def test_any_bytes_parse_or_raise_invalid_request(raw: bytes) -> None:
 def test_non_finite_numbers_are_refused_anywhere_in_a_body(value: object, bad: str) -> None:
     raw = json.dumps({"ok": value, "bad": [bad]}).replace(f'["{bad}"]', f"[{bad}]")
     with pytest.raises(InvalidRequest, match="malformed JSON"):
-        parse.loads(raw.encode())
+        jsontext.loads(raw.encode())
 
 
 # -- query parameters --------------------------------------------------------------------------
