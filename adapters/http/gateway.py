@@ -16,9 +16,9 @@ from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 from yarl import URL
 
+from adapters.http import relay
 from adapters.http.endpoint_cache import EndpointCache
 from adapters.http.errors import status_for
 from core import errors
@@ -28,24 +28,6 @@ from core.model import Endpoint
 from core.responses import error_body
 from ports.gateway import Action
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "trailers",
-        "upgrade",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-    }
-)
-# Recomputed or owned by this hop; Accept-Encoding is dropped so the body arrives as sent.
-_NOT_FORWARDED_REQUEST = HOP_BY_HOP | {"host", "content-length", "accept-encoding"}
-_NOT_FORWARDED_RESPONSE = HOP_BY_HOP | {"content-length", "content-encoding", "server", "date"}
-
 _ACTION_PATHS: Mapping[str, tuple[str, str]] = {
     "run": ("POST", ""),
     "async": ("POST", "/async"),
@@ -53,18 +35,6 @@ _ACTION_PATHS: Mapping[str, tuple[str, str]] = {
     "resume_async": ("POST", "/resume/{id}/async"),
     "status": ("GET", "/status/{id}"),
 }
-
-
-def rewrite_urls(body: Any, workflow: str) -> Any:
-    """Point `status_url`/`resume_url` of a detailed body at the standalone routes."""
-    if not isinstance(body, dict) or not isinstance(body.get("execution_id"), str):
-        return body
-    execution = quote(body["execution_id"], safe="")
-    changed = dict(body)
-    for key, verb in (("status_url", "status"), ("resume_url", "resume")):
-        if changed.get(key):
-            changed[key] = f"/{workflow}/{verb}/{execution}"
-    return changed
 
 
 class HttpServiceGateway:
@@ -125,9 +95,9 @@ class HttpServiceGateway:
                     payload = await _json_or_none(resp)
                     status = resp.status
         except TimeoutError as exc:
-            raise _timeout() from exc
+            raise relay.upstream_timeout() from exc
         except aiohttp.ClientError as exc:
-            raise _unavailable(exc, self.server_url) from exc
+            raise relay.upstream_unavailable(exc, self.server_url) from exc
         if status == 200 and isinstance(payload, dict):
             try:
                 return resolution_from_json(payload)
@@ -227,12 +197,12 @@ class HttpServiceGateway:
                         payload = await _json_or_none(resp)
                         status = resp.status
             except TimeoutError as exc:
-                raise _timeout() from exc
+                raise relay.upstream_timeout() from exc
             except aiohttp.ClientError as exc:
-                raise _unavailable(exc, self.server_url) from exc
+                raise relay.upstream_unavailable(exc, self.server_url) from exc
         except errors.FluxError as error:
             return status_for(error), error_body(error)
-        return status, rewrite_urls(payload, workflow)
+        return status, relay.rewrite_urls(payload, workflow)
 
     # -- forwarding for the root HTTP routes ---------------------------------------------
 
@@ -246,7 +216,7 @@ class HttpServiceGateway:
         if request.rel_url.raw_query_string:
             url += "?" + request.rel_url.raw_query_string
         body = await request.read() if request.can_read_body else None
-        headers = _forward_request_headers(request)
+        headers = relay.forward_request_headers(request)
         # One deadline for the answer's headers and, unless it streams, its whole body.
         deadline = asyncio.get_running_loop().time() + self.upstream_timeout
         try:
@@ -259,14 +229,14 @@ class HttpServiceGateway:
                     allow_redirects=False,
                 )
         except TimeoutError as exc:
-            raise _timeout() from exc
+            raise relay.upstream_timeout() from exc
         except aiohttp.ClientError as exc:
-            raise _unavailable(exc, self.server_url) from exc
+            raise relay.upstream_unavailable(exc, self.server_url) from exc
         try:
             content_type = upstream.headers.get("Content-Type", "")
             if content_type.startswith("text/event-stream"):
-                return await _relay_stream(request, upstream, workflow)
-            return await _relay_whole(upstream, workflow, deadline)
+                return await relay.relay_stream(request, upstream, workflow)
+            return await relay.relay_whole(upstream, workflow, deadline)
         finally:
             upstream.release()
 
@@ -299,107 +269,6 @@ def _route_tail(request: web.Request) -> str:
     return template.format_map(values)
 
 
-async def _relay_whole(
-    upstream: aiohttp.ClientResponse, workflow: str, deadline: float
-) -> web.StreamResponse:
-    try:
-        async with asyncio.timeout_at(deadline):
-            raw = await upstream.read()
-    except TimeoutError as exc:
-        raise _timeout() from exc
-    except aiohttp.ClientError as exc:
-        raise _unavailable(exc, str(upstream.url.origin())) from exc
-    if upstream.content_type == "application/json" and b"_url" in raw:
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = None
-        rewritten = rewrite_urls(parsed, workflow)
-        if rewritten is not parsed:
-            raw = json.dumps(rewritten).encode()
-    return web.Response(status=upstream.status, body=raw, headers=_response_headers(upstream))
-
-
-async def _relay_stream(
-    request: web.Request, upstream: aiohttp.ClientResponse, workflow: str
-) -> web.StreamResponse:
-    response = web.StreamResponse(status=upstream.status, headers=_response_headers(upstream))
-    await response.prepare(request)
-    buffer = b""
-    try:
-        async for chunk in upstream.content.iter_any():
-            buffer += chunk
-            events, buffer = _split_events(buffer)
-            if events:
-                await response.write(b"".join(_rewrite_event(e, workflow) for e in events))
-    except (TimeoutError, aiohttp.ClientError):
-        # Headers are gone already: the best left is to say so in the stream itself.
-        failure = errors.UpstreamUnavailable("the Flux server closed the stream early")
-        await response.write(_sse("error", error_body(failure)))
-    else:
-        if buffer:
-            await response.write(_rewrite_event(buffer, workflow))
-    await response.write_eof()
-    return response
-
-
-def _split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
-    """Complete SSE events (each with its blank-line terminator) and the unfinished rest."""
-    normalised = buffer.replace(b"\r\n", b"\n")
-    parts = normalised.split(b"\n\n")
-    rest = parts.pop()
-    return [part + b"\n\n" for part in parts], rest
-
-
-def _rewrite_event(event: bytes, workflow: str) -> bytes:
-    if b"_url" not in event:
-        return event
-    lines = event.split(b"\n")
-    for index, line in enumerate(lines):
-        if line.startswith(b"data:"):
-            try:
-                payload = json.loads(line[5:])
-            except ValueError:
-                continue
-            rewritten = rewrite_urls(payload, workflow)
-            if rewritten is not payload:
-                lines[index] = b"data: " + json.dumps(rewritten).encode()
-    return b"\n".join(lines)
-
-
-def _sse(kind: str, data: Any) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-def _forwardable(
-    headers: Mapping[str, str], dropped: frozenset[str] | set[str]
-) -> CIMultiDict[str]:
-    """`headers` less hop-by-hop ones: the fixed set, those the Connection header names, and
-    any Proxy-* header."""
-    named_by_connection = {
-        token.strip().lower() for token in headers.get("Connection", "").split(",")
-    }
-    kept: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        lowered = name.lower()
-        if lowered in dropped or lowered in named_by_connection or lowered.startswith("proxy-"):
-            continue
-        kept.add(name, value)
-    return kept
-
-
-def _forward_request_headers(request: web.Request) -> CIMultiDict[str]:
-    headers = _forwardable(request.headers, _NOT_FORWARDED_REQUEST)
-    if request.remote:
-        prior = request.headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = f"{prior}, {request.remote}" if prior else request.remote
-    return headers
-
-
-def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
-    return _forwardable(upstream.headers, _NOT_FORWARDED_RESPONSE)
-
-
 async def _json_or_none(resp: aiohttp.ClientResponse) -> Any:
     raw = await resp.read()
     if not raw:
@@ -414,13 +283,3 @@ def _message(payload: Any, default: str) -> str:
     if isinstance(payload, dict) and isinstance(payload.get("message"), str):
         return payload["message"]
     return default
-
-
-def _unavailable(exc: Exception, server_url: str) -> errors.UpstreamUnavailable:
-    return errors.UpstreamUnavailable(
-        f"the Flux server at {server_url} is not reachable ({exc.__class__.__name__})"
-    )
-
-
-def _timeout() -> errors.UpstreamTimeout:
-    return errors.UpstreamTimeout("the Flux server did not answer in time")
