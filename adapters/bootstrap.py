@@ -55,6 +55,7 @@ class Flux:
     calls: ServiceCalls
     auth: Authenticator
     executor: Executor
+    sandbox: Sandbox
 
 
 @asynccontextmanager
@@ -88,6 +89,7 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
                 ServiceCalls(lookup, runner),
                 auth,
                 runner,
+                sandbox,
             )
         finally:
             try:
@@ -159,20 +161,20 @@ async def server_app(
     async def close(_: web.Application) -> None:
         await resources.aclose()
 
-    web_app.on_shutdown.append(_answer_the_rest_after(settings.shutdown_grace, flux.executor))
+    web_app.on_shutdown.append(_answer_the_rest_after(settings.shutdown_grace, flux))
     web_app.on_cleanup.append(close)
     web_app.on_startup.append(_freeze_startup_objects)
     return web_app
 
 
-def _answer_the_rest_after(grace: float, executor: Executor) -> Callable[[web.Application], Any]:
-    """On a stop: the listener is closed already; calls in flight get `grace` seconds to finish,
-    then those still waiting are answered 503 (their executions stay on disk, RUNNING, for the
-    next start)."""
+def _answer_the_rest_after(grace: float, flux: Flux) -> Callable[[web.Application], Any]:
+    """On a stop: the listener is closed already; registrations under way are refused at once
+    (503); calls in flight get `grace` seconds to finish, then those still waiting are
+    answered 503 (their executions stay on disk, RUNNING, for the next start)."""
 
     async def on_shutdown(_: web.Application) -> None:
         def abandon() -> None:
-            executor.abandon_waiters(
+            flux.executor.abandon_waiters(
                 lambda execution_id: errors.ShuttingDown(
                     "the server is stopping; the execution is kept and goes on after the "
                     "next start: ask for its status then",
@@ -180,6 +182,7 @@ def _answer_the_rest_after(grace: float, executor: Executor) -> Callable[[web.Ap
                 )
             )
 
+        await flux.sandbox.close()
         asyncio.get_running_loop().call_later(grace, abandon)
 
     return on_shutdown

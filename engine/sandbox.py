@@ -36,7 +36,7 @@ import core
 import engine
 import flux
 import ports
-from core.errors import InvalidName, InvalidWorkflowSource
+from core.errors import InvalidName, InvalidWorkflowSource, ShuttingDown
 from core.model import WorkflowRef
 from engine.registration import source_hash
 from engine.sandbox_child import HEADER as _HEADER
@@ -97,17 +97,35 @@ class Sandbox:
         self._spare: asyncio.Task[_Started] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._reading: set[asyncio.Task[list[NewWorkflow]]] = set()
 
     async def inspect(self, source: str, filename: str) -> list[NewWorkflow]:
+        if self._closed:
+            raise ShuttingDown("the server is stopping: register the module again after it starts")
         started = await self._take()
+        reading = asyncio.ensure_future(
+            _inspect_in(started, source, filename, self.timeout, self.memory_limit)
+        )
+        self._reading.add(reading)
         try:
-            return await _inspect_in(started, source, filename, self.timeout, self.memory_limit)
+            return await reading
+        except asyncio.CancelledError:
+            if self._closed and reading.cancelled():
+                raise ShuttingDown(
+                    "the server is stopping: register the module again after it starts"
+                ) from None
+            raise
         finally:
+            self._reading.discard(reading)
             # Only now: a spare starting beside a module's import would slow that import down.
             self._refill()
 
     async def close(self) -> None:
+        """End the spare and every registration under way (their children are killed); a
+        registration is no workflow call, nothing is lost by refusing it at a stop."""
         self._closed = True
+        for reading in list(self._reading):
+            reading.cancel()
         spare, self._spare = self._spare, None
         if spare is not None:
             started = await _settled(spare)
