@@ -192,20 +192,24 @@ class Follow:
 
     @contextlib.contextmanager
     def on_interrupt(self) -> Iterator[None]:
-        """SIGTERM too ends the call as Ctrl-C does, so the line above is printed."""
+        """Ctrl-C and SIGTERM end the call at once, so the line above is printed. Both get a
+        handler that raises where the process is: asyncio's own Ctrl-C handling would cancel
+        the call's task and wait for it to wind down, which a call blocked on a silent server
+        may not do in time."""
 
         def stop(_signum: int, _frame: Any) -> None:
             raise KeyboardInterrupt
 
         try:
-            previous = signal.signal(signal.SIGTERM, stop)
+            previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         except ValueError:  # not the main thread (an embedding test runner)
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _stderr_is_terminal() -> bool:
