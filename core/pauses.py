@@ -1,4 +1,4 @@
-"""Which pause a resume answers, decided from the execution's log alone."""
+"""What a resume or a cancel may do, decided from the execution and its log alone."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ def not_resumable(execution_id: str, state: ExecutionState) -> InvalidState:
         f"execution {execution_id} is {state}, only a PAUSED execution can be resumed",
         state=str(state),
         execution_id=execution_id,
+    )
+
+
+def already_finished(execution: Execution) -> InvalidState:
+    """Why a finished execution cannot be cancelled (409)."""
+    return InvalidState(
+        f"execution {execution.execution_id} is already {execution.state}",
+        state=str(execution.state),
+        execution_id=execution.execution_id,
     )
 
 

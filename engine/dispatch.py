@@ -23,9 +23,9 @@ from typing import Any
 
 from attrs import evolve
 
-from core.errors import AlreadyExists, FluxError, InvalidState
+from core.errors import AlreadyExists, FluxError
 from core.model import EventKind, Execution, ExecutionEvent, ExecutionState, WorkflowVersion
-from core.pauses import not_resumable, pending_pause
+from core.pauses import already_finished, not_resumable, pending_pause
 from engine import inputs
 from engine.registration import WorkflowLoader
 from engine.runs import new_execution
@@ -126,11 +126,7 @@ class Dispatcher:
         """Mark it CANCELLED; a worker running it loses its lease and stops writing."""
         execution = await self.get(execution_id)
         if execution.state.is_final:
-            raise InvalidState(
-                f"execution {execution_id} is already {execution.state}",
-                state=str(execution.state),
-                execution_id=execution_id,
-            )
+            raise already_finished(execution)
         log = await self._store.events(execution_id)
         seq = max((event.seq for event in log), default=0)
         now = self._clock()

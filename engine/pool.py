@@ -20,7 +20,7 @@ from typing import Any
 
 from attrs import evolve
 
-from core.errors import FluxError, InvalidState
+from core.errors import FluxError
 from core.model import (
     IN_PROGRESS,
     EventKind,
@@ -31,7 +31,7 @@ from core.model import (
     WorkflowRef,
     WorkflowVersion,
 )
-from core.pauses import not_resumable, pending_pause
+from core.pauses import already_finished, not_resumable, pending_pause
 from engine import wire
 from engine.live import Item, Watched, new_execution_id, state_event, stored_execution
 from engine.runs import new_execution
@@ -148,11 +148,7 @@ class LocalPool:
     async def cancel(self, execution_id: str) -> Execution:
         execution = await self.get(execution_id)
         if execution.state.is_final:
-            raise InvalidState(
-                f"execution {execution_id} is already {execution.state}",
-                state=str(execution.state),
-                execution_id=execution_id,
-            )
+            raise already_finished(execution)
         # Whoever runs it loses its lease first: from here on its writes are refused.
         owner = self._owner.pop(execution_id, None)
         if owner is not None:

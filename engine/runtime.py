@@ -18,7 +18,7 @@ from typing import Any
 
 from attrs import evolve
 
-from core.errors import FluxError, InvalidState
+from core.errors import FluxError
 from core.model import (
     IN_PROGRESS,
     EventKind,
@@ -28,7 +28,7 @@ from core.model import (
     ExecutionState,
     WorkflowVersion,
 )
-from core.pauses import not_resumable, pending_pause
+from core.pauses import already_finished, not_resumable, pending_pause
 from engine import inputs
 from engine.live import Item, Live, new_execution_id, stored_execution
 from engine.loop_guard import DEFAULT_LIMIT
@@ -184,11 +184,7 @@ class Runtime:
                 live.run.cancel()
             return await asyncio.shield(live.settled)
         if execution.state.is_final:
-            raise InvalidState(
-                f"execution {execution_id} is already {execution.state}",
-                state=str(execution.state),
-                execution_id=execution_id,
-            )
+            raise already_finished(execution)
         # Paused, or left behind by a crash and not recovered: nothing runs it, mark it here.
         live = self._track(execution, keep_history=True)
         live.cancel_requested = True
