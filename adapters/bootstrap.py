@@ -86,7 +86,7 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
                     cancel=runner.cancel,
                     storage_health=storage.health,
                 ),
-                ServiceCalls(lookup, runner),
+                ServiceCalls(lookup, runner, max_sync_wait=settings.max_sync_wait),
                 auth,
                 runner,
                 sandbox,

@@ -10,6 +10,7 @@ these calls and decide nothing themselves.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -42,9 +43,14 @@ class Target:
 
 
 class ServiceCalls:
-    def __init__(self, lookup: ServiceLookup, executor: Executor) -> None:
+    def __init__(
+        self, lookup: ServiceLookup, executor: Executor, *, max_sync_wait: float = 0
+    ) -> None:
+        """`max_sync_wait`: seconds a sync call waits at most before it answers the execution
+        in its current state (it goes on); 0 is no bound."""
         self._lookup = lookup
         self._executor = executor
+        self._max_sync_wait = max_sync_wait
 
     async def call(
         self,
@@ -54,16 +60,22 @@ class ServiceCalls:
         *,
         version: int | None = None,
         wait: bool = True,
+        wait_at_most: float | None = None,
     ) -> Execution:
         """Run the workflow behind `target` on `body`. With `wait`, returns once the execution
-        completes, fails, is cancelled or pauses; otherwise as soon as it is stored."""
+        completes, fails, is cancelled or pauses, or after `wait_at_most` seconds (and the
+        server's `max_sync_wait`) in its current state; otherwise as soon as it is stored."""
         pinned = await self._version(target, version)
         permissions.require(principal, permissions.run_permission(pinned.info.ref))
         if pinned.info.input_schema is not None:
             schema.check(pinned.info.input_schema, body)  # 422 before anything is stored
-        if wait:
+        if not wait:
+            return await self._executor.start(pinned, body)
+        bound = self._bound(wait_at_most)
+        if bound is None:
             return await self._executor.run(pinned, body)
-        return await self._executor.start(pinned, body)
+        started = await self._executor.start(pinned, body)
+        return await self._wait_at_most(started.execution_id, bound)
 
     async def resume(
         self,
@@ -73,10 +85,16 @@ class ServiceCalls:
         body: Any,
         *,
         wait: bool = True,
+        wait_at_most: float | None = None,
     ) -> Execution:
-        """Answer the pending pause of a PAUSED execution of `target` with `body`."""
+        """Answer the pending pause of a PAUSED execution of `target` with `body`; a sync
+        resume waits as `call` does."""
         await self._owned(principal, target, execution_id)
-        return await self._executor.resume(execution_id, body, wait=wait)
+        bound = self._bound(wait_at_most) if wait else None
+        if bound is None:
+            return await self._executor.resume(execution_id, body, wait=wait)
+        await self._executor.resume(execution_id, body, wait=False)
+        return await self._wait_at_most(execution_id, bound)
 
     async def status(self, principal: Principal, target: Target, execution_id: str) -> Execution:
         return await self._owned(principal, target, execution_id)
@@ -92,6 +110,19 @@ class ServiceCalls:
         await self._owned(principal, target, execution_id)
         async for item in self._executor.watch(execution_id):
             yield item
+
+    # -- bounded waits ---------------------------------------------------------------------
+
+    def _bound(self, wait_at_most: float | None) -> float | None:
+        bounds = [b for b in (wait_at_most, self._max_sync_wait or None) if b is not None]
+        return min(bounds) if bounds else None
+
+    async def _wait_at_most(self, execution_id: str, bound: float) -> Execution:
+        """The execution once it settles, or in its current state after `bound` seconds."""
+        try:
+            return await asyncio.wait_for(self._executor.wait(execution_id), bound)
+        except TimeoutError:
+            return await self._executor.get(execution_id)
 
     # -- checks ------------------------------------------------------------------------------
 

@@ -59,6 +59,11 @@ def _seconds(instance: object, attribute: attrs.Attribute[Any], value: float) ->
         _fail(instance, attribute.name, f"must be a number of seconds above 0, got {value}")
 
 
+def _seconds_or_zero(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value <= 86_400:
+        _fail(instance, attribute.name, f"must be 0 (none) or seconds up to 86400, got {value}")
+
+
 def _one_of(*choices: str) -> Validator:
     def check(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
         if value not in choices:
@@ -137,6 +142,9 @@ class Settings:
     # Seconds a client command waits for the server's answer (`--timeout`); a sync run or
     # resume waits as long as the run takes unless `--timeout` is given.
     client_timeout: float = field(default=30.0, validator=_seconds)
+    # Seconds a sync run or resume waits at most before it answers 202 with the execution in its
+    # current state and a `status_url` (the execution goes on); 0 is no bound.
+    max_sync_wait: float = field(default=300.0, validator=_seconds_or_zero)
 
 
 _PREFIX.update({Settings: (), AuthSettings: ("auth",), OidcSettings: ("auth", "oidc")})

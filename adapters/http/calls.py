@@ -20,6 +20,8 @@ from core.responses import detailed_body, event_payload, shape_execution, sse_me
 from engine.calls import ServiceCalls, Target
 from ports.auth import Authenticate
 
+EXECUTION_ID = "Flux-Execution-Id"
+
 
 class CallRoutes:
     def __init__(
@@ -48,24 +50,31 @@ class CallRoutes:
         principal = await self._principal(request)
         target, prefix = target_of(request, self.mount)
         mode, detailed, version = _query(request)
+        wait = parse.prefer_wait_of(request) if mode == "sync" else None
         body = await parse.read_json(request, self.max_body_bytes)
         execution = await self.calls.call(
-            principal, target, body, version=version, wait=mode == "sync"
+            principal, target, body, version=version, wait=mode == "sync", wait_at_most=wait
         )
         return await self._answer(
-            request, principal, target, prefix, mode, "run", execution, detailed
+            request, principal, target, prefix, mode, "run", execution, detailed, wait
         )
 
     async def resume(self, request: web.Request) -> web.StreamResponse:
         principal = await self._principal(request)
         target, prefix = target_of(request, self.mount)
         mode, detailed, _ = _query(request)
+        wait = parse.prefer_wait_of(request) if mode == "sync" else None
         body = await parse.read_json(request, self.max_body_bytes)
         execution = await self.calls.resume(
-            principal, target, request.match_info["execution_id"], body, wait=mode == "sync"
+            principal,
+            target,
+            request.match_info["execution_id"],
+            body,
+            wait=mode == "sync",
+            wait_at_most=wait,
         )
         return await self._answer(
-            request, principal, target, prefix, mode, "resume", execution, detailed
+            request, principal, target, prefix, mode, "resume", execution, detailed, wait
         )
 
     async def status(self, request: web.Request) -> web.Response:
@@ -89,12 +98,16 @@ class CallRoutes:
         kind: Literal["run", "resume"],
         execution: Execution,
         detailed: bool,
+        wait: int | None = None,
     ) -> web.StreamResponse:
         if mode == "stream":
             return await self._stream(request, principal, target, prefix, execution)
         shape = "async" if mode == "async" else kind
         status, body = shape_execution(execution, kind=shape, detailed=detailed, url_prefix=prefix)
-        return json_response(body, status)
+        headers = {EXECUTION_ID: execution.execution_id}
+        if wait is not None:
+            headers["Preference-Applied"] = f"wait={wait}"
+        return json_response(body, status, headers)
 
     async def _stream(
         self,
@@ -105,7 +118,11 @@ class CallRoutes:
         execution: Execution,
     ) -> web.StreamResponse:
         response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                EXECUTION_ID: execution.execution_id,
+            }
         )
         await response.prepare(request)
         items = self.calls.watch(principal, target, execution.execution_id)

@@ -28,7 +28,9 @@ MAX_VERSION = 2**63 - 1  # a signed 64-bit integer: what every store keeps
 JSON_TYPE = "application/json"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_VERSION = re.compile(r"[0-9]{1,19}")  # ASCII digits: str.isdigit() also takes '²', '①', '٣'
+_VERSION = re.compile(r"[0-9]{1,19}")
+MAX_PREFER_WAIT = 86400
+_WAIT = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() also takes '²', '①', '٣'
 
 
 # -- bodies ------------------------------------------------------------------------------------
@@ -169,3 +171,22 @@ def detailed_of(request: web.Request, mode: str) -> bool:
     """`detailed`, parsed on every route and mode; only a sync answer can be the raw output."""
     detailed = flag(request, "detailed")
     return detailed if mode == "sync" else True
+
+
+def parse_prefer_wait(values: list[str]) -> int | None:
+    """`wait=N` among the comma-separated preferences of `Prefer` headers (RFC 7240): N whole
+    seconds, 0 to 86400. A malformed or out-of-range value is ignored, as RFC 7240 asks of a
+    preference a server does not understand; the first valid `wait` wins."""
+    for value in values:
+        for preference in value.split(","):
+            name, _, rest = preference.partition("=")
+            if name.strip().lower() != "wait":
+                continue
+            token = rest.split(";", 1)[0].strip().strip('"')
+            if _WAIT.fullmatch(token) and int(token) <= MAX_PREFER_WAIT:
+                return int(token)
+    return None
+
+
+def prefer_wait_of(request: web.Request) -> int | None:
+    return parse_prefer_wait(request.headers.getall("Prefer", []))

@@ -129,6 +129,20 @@ def http(
     timeout: float = 30.0,
 ) -> tuple[int, Any]:
     """A blocking HTTP call for tests: (status, parsed JSON or text)."""
+    status, parsed, _ = exchange(method, url, body, raw=raw, headers=headers, timeout=timeout)
+    return status, parsed
+
+
+def exchange(
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, Any, Any]:
+    """`http`, with the answer's headers too: (status, parsed JSON or text, headers)."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
@@ -136,13 +150,13 @@ def http(
         request.add_header(key, value)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
-            status, payload, ctype = answer.status, answer.read(), answer.headers.get_content_type()
+            status, payload, answer_headers = answer.status, answer.read(), answer.headers
     except urllib.error.HTTPError as exc:
-        status, payload, ctype = exc.code, exc.read(), exc.headers.get_content_type()
+        status, payload, answer_headers = exc.code, exc.read(), exc.headers
     text = payload.decode(errors="replace")
-    if ctype == "application/json":
-        return status, json.loads(text)
-    return status, text
+    if answer_headers.get_content_type() == "application/json":
+        return status, json.loads(text), answer_headers
+    return status, text, answer_headers
 
 
 def register_file(server_url: str, path: Path) -> tuple[int, Any]:

@@ -438,3 +438,105 @@ def test_raw_request_lines_never_answer_500(flux_server, line):
                 break
     status = int(head.split(b" ", 2)[1])
     assert 200 <= status < 500, (line[:80], head[:200])
+
+
+# -- Flux-Execution-Id, Prefer: wait, max_sync_wait (SPEC §8) -----------------------------
+
+CONTROL = """
+import asyncio
+
+from flux import ExecutionContext, pause, task, workflow
+
+
+@task
+async def snooze(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@workflow.with_options(namespace="control")
+async def sleepy(ctx: ExecutionContext):
+    await snooze(3)
+    return "awake"
+
+
+@workflow.with_options(namespace="control")
+async def held(ctx: ExecutionContext):
+    return {"answer": await pause("go")}
+
+
+@workflow.with_options(namespace="control")
+async def quick(ctx: ExecutionContext):
+    return "done"
+"""
+CONTROL_BASE = "/services/control"
+
+
+@pytest.fixture(scope="module")
+def control(api):
+    api.register(CONTROL, "control.py")
+    api.service("control", namespaces=["control"])
+    return api
+
+
+def test_every_run_and_resume_answer_carries_the_execution_id(control):
+    url = control.url
+    for path, expected in (("/quick", 200), ("/quick/async", 202), ("/held", 202)):
+        status, body, headers = processes.exchange("POST", f"{url}{CONTROL_BASE}{path}", {})
+        assert status == expected, body
+        if isinstance(body, dict):
+            assert headers["Flux-Execution-Id"] == body["execution_id"]
+        assert headers["Flux-Execution-Id"]
+    held = body
+    status, body, headers = processes.exchange("POST", url + held["resume_url"], {"x": 1})
+    assert status == 200 and headers["Flux-Execution-Id"] == held["execution_id"]
+    # By ref too, and a raw (not detailed) sync answer still names its execution.
+    status, body, headers = processes.exchange(
+        "POST", f"{url}/workflows/control/quick/run?detailed=true", {}
+    )
+    assert status == 200 and headers["Flux-Execution-Id"] == body["execution_id"]
+
+
+def test_prefer_wait_bounds_a_sync_run_and_the_execution_goes_on(control):
+    started = time.monotonic()
+    status, body, headers = processes.exchange(
+        "POST", f"{control.url}{CONTROL_BASE}/sleepy", {}, headers={"Prefer": "x, wait=1"}
+    )
+    assert time.monotonic() - started < 2.5
+    assert status == 202 and body["state"] in ("CREATED", "RUNNING"), body
+    assert body["status_url"] == f"{CONTROL_BASE}/sleepy/status/{body['execution_id']}"
+    assert headers["Preference-Applied"] == "wait=1"
+    assert headers["Flux-Execution-Id"] == body["execution_id"]
+    assert _settled(control, body["status_url"])["state"] == "COMPLETED"
+
+
+def test_a_bad_prefer_wait_is_ignored_and_a_quick_run_answers_at_once(control):
+    status, body, headers = processes.exchange(
+        "POST", f"{control.url}{CONTROL_BASE}/quick", {}, headers={"Prefer": "wait=soon"}
+    )
+    assert (status, body) == (200, "done") and "Preference-Applied" not in headers
+    status, body, headers = processes.exchange(
+        "POST", f"{control.url}{CONTROL_BASE}/quick", {}, headers={"Prefer": "wait=5"}
+    )
+    assert (status, body) == (200, "done") and headers["Preference-Applied"] == "wait=5"
+
+
+def test_max_sync_wait_bounds_a_plain_sync_call(tmp_path):
+    server = processes.start_server(tmp_path, env={"FLUX_MAX_SYNC_WAIT": "1"})
+    try:
+        assert processes.register_source(server.url, CONTROL, "control.py")[0] == 201
+        status, _ = processes.http(
+            "POST", f"{server.url}/services", {"name": "control", "namespaces": ["control"]}
+        )
+        assert status == 201
+        started = time.monotonic()
+        status, body, headers = processes.exchange("POST", f"{server.url}{CONTROL_BASE}/sleepy", {})
+        assert time.monotonic() - started < 2.5
+        assert status == 202 and body["status_url"] and "Preference-Applied" not in headers
+        status_url = server.url + body["status_url"]
+        done = processes.until(
+            lambda: processes.http("GET", status_url)[1]["state"] == "COMPLETED", 15
+        )
+        assert done
+    finally:
+        server.stop()

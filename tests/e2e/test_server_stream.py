@@ -173,3 +173,14 @@ def test_a_client_leaving_early_does_not_cancel_the_execution(api, flux_server):
     assert body, "the execution did not complete after the client left"
     assert body["output"] == {"done": [1, 2, 3]}
     assert time.monotonic() - left_at > 0.5  # it really was still running when we left
+
+
+def test_a_stream_names_its_execution_in_the_headers_before_the_first_event(flux_server):
+    connection, answer = _open_stream(flux_server.port, f"{BASE}/gate/stream", {})
+    try:
+        execution_id = answer.getheader("Flux-Execution-Id")
+        assert answer.status == 200 and execution_id
+        events = _events(answer)
+        assert events[0][1]["execution_id"] == execution_id
+    finally:
+        connection.close()

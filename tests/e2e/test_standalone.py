@@ -660,6 +660,18 @@ def test_live_runs_through_every_root_route(live):
     assert status == 202 and body["status_url"] == f"/approve/status/{paused['execution_id']}"
 
 
+def test_live_answers_pass_the_execution_id_through(live):
+    _, sa = live
+    status, body, headers = processes.exchange("POST", f"{sa.url}/approve", {})
+    assert status == 202 and headers["Flux-Execution-Id"] == body["execution_id"]
+    status, _, headers = processes.exchange(
+        "POST", f"{sa.url}/approve/resume/{body['execution_id']}", {"ok": 1}
+    )
+    assert status == 200 and headers["Flux-Execution-Id"] == body["execution_id"]
+    status, text, headers = processes.exchange("POST", f"{sa.url}/approve/stream", {})
+    assert status == 200 and headers["Flux-Execution-Id"] in text
+
+
 def test_live_errors_keep_their_status_and_shape(live):
     _, sa = live
     status, body = processes.http("POST", f"{sa.url}/boom", {})

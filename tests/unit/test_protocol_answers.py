@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
 from aiohttp.test_utils import make_mocked_request
@@ -30,3 +31,26 @@ def test_execution_id_from_a_detailed_body_or_nothing():
     assert execution_id_of(request, web.Response(body=b'{"echo": 1}')) is None
     assert execution_id_of(request, web.Response(body=b'{"execution_id":"a\\nb"}')) is None
     assert execution_id_of(request, web.StreamResponse()) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], None),
+        (["wait=5"], 5),
+        (["respond-async, wait=10"], 10),
+        (["Wait = 3 ; x"], 3),
+        (['wait="7"'], 7),
+        (["wait=0"], 0),
+        (["wait=86400"], 86400),
+        (["wait=86401"], None),
+        (["wait=-1"], None),
+        (["wait=1.5"], None),
+        (["wait=soon", "wait=2"], 2),
+        (["handling=lenient"], None),
+    ],
+)
+def test_prefer_wait_is_parsed_per_rfc_7240_and_ignored_when_malformed(values, expected):
+    from adapters.http.requests import parse_prefer_wait
+
+    assert parse_prefer_wait(values) == expected
