@@ -243,6 +243,19 @@ def _endpoint_paths(endpoint: Endpoint, input_schema: Any) -> dict[str, Any]:
                 with_id,
             )
         },
+        f"/{name}/cancel/{{execution_id}}": {
+            "post": operation(
+                f"cancel_{name}",
+                f"Cancel a {name} run",
+                None,
+                {
+                    "200": _json(_DETAILS, "Cancelled (again): the details, state CANCELLED."),
+                    "404": _ref("responses", "NotFound"),
+                    "409": _json(_ref("schemas", "Error"), "Completed or failed: `state`."),
+                },
+                [_ref("parameters", "execution_id")],
+            )
+        },
         f"/{name}/status/{{execution_id}}": {
             "get": operation(
                 f"status_{name}",

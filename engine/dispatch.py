@@ -125,6 +125,8 @@ class Dispatcher:
     async def cancel(self, execution_id: str) -> Execution:
         """Mark it CANCELLED; a worker running it loses its lease and stops writing."""
         execution = await self.get(execution_id)
+        if execution.state is ExecutionState.CANCELLED:
+            return execution  # cancelled already: the same answer again
         if execution.state.is_final:
             raise already_finished(execution)
         log = await self._store.events(execution_id)

@@ -147,6 +147,8 @@ class LocalPool:
 
     async def cancel(self, execution_id: str) -> Execution:
         execution = await self.get(execution_id)
+        if execution.state is ExecutionState.CANCELLED:
+            return execution  # cancelled already: the same answer again
         if execution.state.is_final:
             raise already_finished(execution)
         # Whoever runs it loses its lease first: from here on its writes are refused.

@@ -183,6 +183,8 @@ class Runtime:
             if live.run is not None:
                 live.run.cancel()
             return await asyncio.shield(live.settled)
+        if execution.state is ExecutionState.CANCELLED:
+            return execution  # cancelled already: the same answer again
         if execution.state.is_final:
             raise already_finished(execution)
         # Paused, or left behind by a crash and not recovered: nothing runs it, mark it here.

@@ -32,7 +32,8 @@ class Executor(Protocol):
         """State changes and task events until a state that ends the stream."""
 
     async def cancel(self, execution_id: str) -> Execution:
-        """Cancel a created, running or paused execution; `InvalidState` for a finished one."""
+        """Cancel a created, running or paused execution; a CANCELLED one is returned as it is,
+        `InvalidState` for a completed or failed one."""
 
     def abandon_waiters(self, error: Callable[[str], FluxError]) -> None:
         """Every caller still waiting for an execution to settle gets `error(execution_id)`

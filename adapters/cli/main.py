@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from adapters.cli.auth import auth
+from adapters.cli.executions import execution
 from adapters.cli.failures import describe
 from adapters.cli.services import service
 from adapters.cli.start import service_start, start
@@ -71,6 +72,7 @@ def cli() -> None:
 
 cli.add_command(start)
 cli.add_command(workflow)
+cli.add_command(execution)
 # `flux service start` runs a process, so it is written with the other processes.
 service.add_command(service_start)
 cli.add_command(service)

@@ -45,6 +45,7 @@ class CallRoutes:
             r.add_post(base + "/resume/{execution_id}", self.resume, expect_handler=expect)
             r.add_post(base + "/resume/{execution_id}/{mode}", self.resume, expect_handler=expect)
             r.add_get(base + "/status/{execution_id}", self.status)
+            r.add_post(base + "/cancel/{execution_id}", self.cancel)
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         principal = await self._principal(request)
@@ -84,6 +85,13 @@ class CallRoutes:
         execution = await self.calls.status(principal, target, request.match_info["execution_id"])
         status, body = shape_execution(execution, kind="status", detailed=True, url_prefix=prefix)
         return json_response(body, status)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        principal = await self._principal(request)
+        target, prefix = target_of(request, self.mount)
+        execution = await self.calls.cancel(principal, target, request.match_info["execution_id"])
+        status, body = shape_execution(execution, kind="status", detailed=True, url_prefix=prefix)
+        return json_response(body, status, {EXECUTION_ID: execution.execution_id})
 
     async def _principal(self, request: web.Request) -> Principal:
         return await self.auth.authenticate(request.headers.get("Authorization"))

@@ -676,6 +676,21 @@ def test_workflow_commands_end_to_end(shop: FluxProcess) -> None:
     assert failed(flux(server, "workflow", "show", "shop/internal")).endswith("(404)")
 
 
+def test_execution_cancel_end_to_end(shop: FluxProcess) -> None:
+    server = shop
+    paused = json_out(flux(server, "workflow", "run", "shop/approve", "--format", "json"))
+    execution_id = paused["execution_id"]
+    args = ("execution", "cancel", "shop/approve", execution_id)
+    cancelled = json_out(flux(server, *args, "--format", "json"))
+    assert cancelled["state"] == "CANCELLED" and cancelled["execution_id"] == execution_id
+    assert "State: CANCELLED" in ok(flux(server, *args))  # again: the same answer
+    done = json_out(
+        flux(server, "workflow", "run", "shop/checkout", "1", "--detailed", "--format", "json")
+    )
+    refused = failed(flux(server, "execution", "cancel", "shop/checkout", done["execution_id"]))
+    assert refused.endswith("(409)")
+
+
 def test_invalid_input_is_a_one_line_422(server: FluxProcess) -> None:
     (server.cwd / "typed.py").write_text(OWN_WORKFLOWS.replace('"billing"', '"typed"'))
     ok(flux(server, "workflow", "register", "typed.py"))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -466,6 +468,13 @@ async def held(ctx: ExecutionContext):
 
 
 @workflow.with_options(namespace="control")
+async def then_sleepy(ctx: ExecutionContext):
+    await pause("go")
+    await snooze(3)
+    return "awake"
+
+
+@workflow.with_options(namespace="control")
 async def quick(ctx: ExecutionContext):
     return "done"
 """
@@ -540,3 +549,67 @@ def test_max_sync_wait_bounds_a_plain_sync_call(tmp_path):
         assert done
     finally:
         server.stop()
+
+
+# -- cancel ------------------------------------------------------------------------------------
+
+
+def test_cancel_of_a_paused_execution_is_at_once_and_idempotent(control):
+    status, held = control.post(f"{CONTROL_BASE}/held", {})
+    assert status == 202 and held["state"] == "PAUSED"
+    cancel = f"{CONTROL_BASE}/held/cancel/{held['execution_id']}"
+    status, body, headers = processes.exchange("POST", control.url + cancel)
+    assert status == 200 and body["state"] == "CANCELLED", body
+    assert body["execution_id"] == held["execution_id"] == headers["Flux-Execution-Id"]
+    assert control.post(cancel) == (200, body)  # cancelled again: the same answer
+    assert control.get(f"{CONTROL_BASE}/held/status/{held['execution_id']}")[1] == body
+    status, body = control.post(f"{CONTROL_BASE}/held/resume/{held['execution_id']}", {})
+    assert status == 409
+
+
+def test_cancel_of_a_running_execution_ends_its_sync_caller_cancelled(control):
+    status, held = control.post(f"{CONTROL_BASE}/then_sleepy", {})
+    assert status == 202 and held["state"] == "PAUSED"
+    execution_id = held["execution_id"]
+    with ThreadPoolExecutor(1) as pool:
+        # A sync resume that waits while the workflow sleeps in a worker process.
+        caller = pool.submit(
+            processes.http, "POST", control.url + held["resume_url"] + "?detailed=true", {}
+        )
+        status_url = f"{CONTROL_BASE}/then_sleepy/status/{execution_id}"
+        assert processes.until(lambda: control.get(status_url)[1]["state"] == "RUNNING", 10)
+        time.sleep(0.3)  # into the sleeping task
+        status, body = control.post(f"{CONTROL_BASE}/then_sleepy/cancel/{execution_id}")
+        assert status == 200 and body["state"] == "CANCELLED", body
+        started = time.monotonic()
+        status, answered = caller.result(timeout=15)
+        assert time.monotonic() - started < 2.0  # not after the 3 s nap
+    assert status == 200 and answered["state"] == "CANCELLED", answered
+    assert control.get(status_url)[1]["state"] == "CANCELLED"
+
+
+def test_a_stream_of_a_cancelled_run_ends_with_the_cancelled_shape(control):
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", int(control.url.rsplit(":", 1)[1]), timeout=20
+    )
+    try:
+        connection.request("POST", "/workflows/control/sleepy/run/stream", body=b"{}")
+        answer = connection.getresponse()
+        execution_id = answer.getheader("Flux-Execution-Id")
+        assert answer.status == 200 and execution_id
+        status, body = control.post(f"/workflows/control/sleepy/cancel/{execution_id}")
+        assert status == 200 and body["state"] == "CANCELLED", body
+        text = answer.read().decode()
+    finally:
+        connection.close()
+    last = [line for line in text.splitlines() if line.startswith("data:")][-1]
+    assert json.loads(last[5:])["state"] == "CANCELLED"
+
+
+def test_cancel_of_a_completed_execution_is_409_with_its_state(control):
+    status, body = control.post(f"{CONTROL_BASE}/quick?detailed=true", {})
+    assert status == 200
+    status, refused = control.post(f"{CONTROL_BASE}/quick/cancel/{body['execution_id']}")
+    assert status == 409 and refused["state"] == "COMPLETED", refused
+    status, refused = control.post(f"{CONTROL_BASE}/held/cancel/{body['execution_id']}")
+    assert status == 404  # another workflow's execution is not found through this route

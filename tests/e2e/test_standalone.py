@@ -672,6 +672,23 @@ def test_live_answers_pass_the_execution_id_through(live):
     assert status == 200 and headers["Flux-Execution-Id"] in text
 
 
+def test_live_cancel_goes_through_the_root_route(live):
+    _, sa = live
+    status, paused = processes.http("POST", f"{sa.url}/approve", {})
+    assert status == 202 and paused["state"] == "PAUSED"
+    cancel = f"{sa.url}/approve/cancel/{paused['execution_id']}"
+    status, body, headers = processes.exchange("POST", cancel)
+    assert status == 200 and body["state"] == "CANCELLED", body
+    assert headers["Flux-Execution-Id"] == paused["execution_id"]
+    assert processes.http("POST", cancel) == (200, body)
+    status, done = processes.http(
+        "POST", f"{sa.url}/invoice?detailed=true", {"customer_id": "C", "amount": 1}
+    )
+    assert status == 200
+    status, refused = processes.http("POST", f"{sa.url}/invoice/cancel/{done['execution_id']}")
+    assert status == 409 and refused["state"] == "COMPLETED"
+
+
 def test_live_errors_keep_their_status_and_shape(live):
     _, sa = live
     status, body = processes.http("POST", f"{sa.url}/boom", {})

@@ -398,8 +398,14 @@ async def forever(ctx):
     assert cancelled.state is ExecutionState.CANCELLED
     with pytest.raises(InvalidState):
         await engine.runtime.resume(paused.execution_id, {}, wait=True)
+    # Cancelling it again answers the same; a completed execution cannot be cancelled.
+    again = await engine.runtime.cancel(paused.execution_id)
+    assert again.state is ExecutionState.CANCELLED and again.execution_id == paused.execution_id
+    other = await engine.runtime.run(versions["approve"], {"amount": 1, "order": "o"})
+    done = await engine.runtime.resume(other.execution_id, True, wait=True)
+    assert done.state.is_final and done.state is not ExecutionState.CANCELLED
     with pytest.raises(InvalidState):
-        await engine.runtime.cancel(paused.execution_id)
+        await engine.runtime.cancel(other.execution_id)
 
 
 BLOCKING = """

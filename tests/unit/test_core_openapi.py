@@ -64,7 +64,9 @@ def test_every_endpoint_gets_run_modes_resume_and_status() -> None:
         expected |= {f"/{name}/{mode}" for mode in ("sync", "async", "stream")}
         expected |= {f"/{name}/resume/{{execution_id}}/{m}" for m in ("sync", "async", "stream")}
         assert expected <= set(doc["paths"])
-    assert len(doc["paths"]) == 18
+    assert len(doc["paths"]) == 20
+    cancel = doc["paths"]["/invoice/cancel/{execution_id}"]["post"]
+    assert set(cancel["responses"]) == {"200", "404", "409"}
 
     run = doc["paths"]["/invoice"]["post"]
     assert set(run["responses"]) == {"200", "202", "400", "404", "409", "413", "422", "500"}
