@@ -11,7 +11,7 @@ these calls and decide nothing themselves.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
 from attrs import frozen
@@ -74,8 +74,15 @@ class ServiceCalls:
         bound = self._bound(wait_at_most)
         if bound is None:
             return await self._executor.run(pinned, body)
-        started = await self._executor.start(pinned, body)
-        return await self._wait_at_most(started.execution_id, bound)
+        # The sync run itself (stored RUNNING, no history kept), waited for at most `bound`.
+        stored: list[Execution] = []
+        running = _detachable(self._executor.run(pinned, body, started=stored.append))
+        try:
+            return await asyncio.wait_for(asyncio.shield(running), bound)
+        except TimeoutError:
+            if not stored:  # not even stored within the bound: nothing to answer with yet
+                return await running
+            return await self._executor.get(stored[0].execution_id)
 
     async def resume(
         self,
@@ -93,8 +100,11 @@ class ServiceCalls:
         bound = self._bound(wait_at_most) if wait else None
         if bound is None:
             return await self._executor.resume(execution_id, body, wait=wait)
-        await self._executor.resume(execution_id, body, wait=False)
-        return await self._wait_at_most(execution_id, bound)
+        resuming = _detachable(self._executor.resume(execution_id, body, wait=True))
+        try:
+            return await asyncio.wait_for(asyncio.shield(resuming), bound)
+        except TimeoutError:
+            return await self._executor.get(execution_id)
 
     async def status(self, principal: Principal, target: Target, execution_id: str) -> Execution:
         return await self._owned(principal, target, execution_id)
@@ -116,13 +126,6 @@ class ServiceCalls:
     def _bound(self, wait_at_most: float | None) -> float | None:
         bounds = [b for b in (wait_at_most, self._max_sync_wait or None) if b is not None]
         return min(bounds) if bounds else None
-
-    async def _wait_at_most(self, execution_id: str, bound: float) -> Execution:
-        """The execution once it settles, or in its current state after `bound` seconds."""
-        try:
-            return await asyncio.wait_for(self._executor.wait(execution_id), bound)
-        except TimeoutError:
-            return await self._executor.get(execution_id)
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -151,3 +154,11 @@ class ServiceCalls:
                 execution_id=execution_id,
             )
         return execution
+
+
+def _detachable(call: Coroutine[Any, Any, Execution]) -> asyncio.Future[Execution]:
+    """`call` as a task that may outlive its caller (a bound passed, a caller gone): its outcome
+    is then nobody's, and must not be reported as never retrieved."""
+    task = asyncio.ensure_future(call)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task

@@ -68,8 +68,15 @@ class Dispatcher:
         await self._store.create(execution)
         return execution
 
-    async def run(self, version: WorkflowVersion, body: Any) -> Execution:
+    async def run(
+        self,
+        version: WorkflowVersion,
+        body: Any,
+        started: Callable[[Execution], None] | None = None,
+    ) -> Execution:
         execution = await self.start(version, body)
+        if started is not None:
+            started(execution)
         return await self.wait(execution.execution_id)
 
     async def resume(self, execution_id: str, body: Any, *, wait: bool) -> Execution:

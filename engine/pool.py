@@ -88,12 +88,19 @@ class LocalPool:
         self._enqueue(execution, [])
         return execution
 
-    async def run(self, version: WorkflowVersion, body: Any) -> Execution:
+    async def run(
+        self,
+        version: WorkflowVersion,
+        body: Any,
+        started: Callable[[Execution], None] | None = None,
+    ) -> Execution:
         # Stored RUNNING at once: nobody observes CREATED of a sync call, and it saves a write.
         execution = new_execution(
             version, body, ExecutionState.RUNNING, new_id=self._new_id, clock=self._clock
         )
         await self._store.create(execution)
+        if started is not None:
+            started(execution)
         tracked = self._track(execution, keep_history=False)
         self._enqueue(execution, [])
         return await asyncio.shield(tracked.settled)

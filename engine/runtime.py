@@ -96,7 +96,12 @@ class Runtime:
         self._spawn(live, loaded, value, (), mark_running=True)
         return execution
 
-    async def run(self, version: WorkflowVersion, body: Any) -> Execution:
+    async def run(
+        self,
+        version: WorkflowVersion,
+        body: Any,
+        started: Callable[[Execution], None] | None = None,
+    ) -> Execution:
         """Start and wait until the execution completes, fails, is cancelled or pauses."""
         loaded, value = await self._prepare(version, body)
         # Stored as RUNNING straight away: a sync call has no observer of CREATED, and it saves
@@ -105,6 +110,8 @@ class Runtime:
             version, body, ExecutionState.RUNNING, new_id=self._new_id, clock=self._clock
         )
         await self._store.create(execution)
+        if started is not None:
+            started(execution)
         live = self._track(execution, keep_history=False)
         self._spawn(live, loaded, value, (), mark_running=False)
         return await asyncio.shield(live.settled)

@@ -15,8 +15,15 @@ class Executor(Protocol):
         """Validate `body` against the workflow's input, store a new execution and schedule it;
         returns at once. Raises `InputValidationError` before anything is stored."""
 
-    async def run(self, version: WorkflowVersion, body: Any) -> Execution:
-        """`start`, then wait until the execution completes, fails, is cancelled or pauses."""
+    async def run(
+        self,
+        version: WorkflowVersion,
+        body: Any,
+        started: Callable[[Execution], None] | None = None,
+    ) -> Execution:
+        """Store the execution and wait until it completes, fails, is cancelled or pauses;
+        `started` is told the execution as soon as it is stored (a caller whose wait is
+        bounded learns what to answer with)."""
 
     async def resume(self, execution_id: str, body: Any, *, wait: bool) -> Execution:
         """Answer the pending pause of a PAUSED execution and run it on; `InvalidState` when it
