@@ -185,3 +185,34 @@ def until(predicate: Any, timeout: float, step: float = 0.05) -> Any:
         if value or time.monotonic() > deadline:
             return value
         time.sleep(step)
+
+
+# -- processes as /proc shows them (tests end only what they started, by PID) ------------------
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...); None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def parent_of(pid: int) -> int | None:
+    stat = proc_stat(pid)
+    return None if stat is None else int(stat[1])
+
+
+def children_of(pid: int) -> list[int]:
+    """The live children of `pid` (a server's worker processes and registration sandbox)."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and parent_of(int(entry.name)) == pid and alive(int(entry.name))
+    ]

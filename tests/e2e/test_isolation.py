@@ -164,25 +164,13 @@ def _start(cwd: Path, port: int | None = None) -> processes.FluxProcess:
     return processes.FluxProcess([*args, "--workers", str(WORKERS)], cwd, port).start(timeout=30)
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def _alive(pid: int) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
-
-
 def _workers_of(server_pid: int) -> set[int]:
     """The live worker processes the server started (not its registration sandbox)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        stat = _stat(int(entry.name))
+        stat = processes.proc_stat(int(entry.name))
         if stat is None or int(stat[1]) != server_pid or stat[0] in ("Z", "X"):
             continue
         try:
@@ -211,7 +199,7 @@ def _full_pool(server: processes.FluxProcess, timeout: float = 10.0) -> set[int]
 def _kill_leftovers(pids: set[int]) -> None:
     """Workers of a server we killed, if any outlived it (each by its PID)."""
     for pid in pids:
-        if _alive(pid):
+        if processes.alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -418,7 +406,7 @@ def test_a_run_that_kills_its_worker_three_times_fails_worker_crashed(
         dead = [int(line[0]) for line in _lines(attempts)]
         assert len(dead) == 3 and len(set(dead)) == 3, dead
         assert dead[0] in before, (dead, before)
-        assert not any(_alive(pid) for pid in dead)
+        assert not any(processes.alive(pid) for pid in dead)
         # The task that finished before the first death ran once, never again on replay.
         finished = [line for line in _lines(effects) if line[0] == "done"]
         assert len(finished) == 1 and finished[0][1] == execution_id, finished
@@ -451,7 +439,7 @@ def test_a_run_whose_worker_dies_once_is_replayed_on_another_and_completes(serve
     before_pid = int(answer["output"]["before"].split("@")[1])
     after_pid = int(answer["output"]["after"].split("@")[1])
     assert before_pid == first and after_pid == second and first != second, (answer, first)
-    assert not _alive(first)
+    assert not processes.alive(first)
     assert after_pid in _workers_of(server.proc.pid)
     # One death logged; the finished first task was answered from the log on replay.
     kinds = _log_kinds(server.cwd, answer["execution_id"])
@@ -583,7 +571,7 @@ def test_a_killed_server_restarts_at_once_finishes_running_and_keeps_paused(tmp_
         assert len(old_workers) == WORKERS, old_workers
         server.kill()
         # Its workers lose their link and go: none keeps running workflow code unsupervised.
-        gone = processes.until(lambda: not any(_alive(pid) for pid in old_workers), 10)
+        gone = processes.until(lambda: not any(processes.alive(pid) for pid in old_workers), 10)
         assert gone, "worker processes outlived their killed server"
 
         begun = time.monotonic()
@@ -651,7 +639,7 @@ def test_a_poison_execution_left_running_does_not_stop_the_restarted_server(tmp_
         assert status == 200 and state["state"] == "RUNNING", state
         old_workers = _workers_of(server.proc.pid)
         server.kill()
-        assert processes.until(lambda: not any(_alive(pid) for pid in old_workers), 10), (
+        assert processes.until(lambda: not any(processes.alive(pid) for pid in old_workers), 10), (
             "worker processes outlived their killed server"
         )
         deaths_before = len(_lines(attempts))

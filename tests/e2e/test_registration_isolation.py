@@ -151,27 +151,6 @@ def test_a_hanging_registration_holds_up_nobody_else(server, steady, unique):
     assert not hang.is_alive()
 
 
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
 def test_sigterm_stops_the_server_during_a_hanging_registration(tmp_path):
     server = processes.start_server(tmp_path, env={"FLUX_REGISTRATION_TIMEOUT": "60"})
     try:
@@ -182,7 +161,7 @@ def test_sigterm_stops_the_server_during_a_hanging_registration(tmp_path):
         while not sandboxes and time.monotonic() < deadline:
             sandboxes = [
                 pid
-                for pid in _children_of(server.proc.pid)
+                for pid in processes.children_of(server.proc.pid)
                 if b"sandbox_child" in Path(f"/proc/{pid}/cmdline").read_bytes()
             ]
             time.sleep(0.05)
@@ -193,6 +172,8 @@ def test_sigterm_stops_the_server_during_a_hanging_registration(tmp_path):
         except subprocess.TimeoutExpired:
             pytest.fail("SIGTERM did not stop the server within 15 s")
         time.sleep(0.5)
-        assert not [pid for pid in sandboxes if _alive(pid)], "a sandbox outlived the server"
+        assert not [pid for pid in sandboxes if processes.alive(pid)], (
+            "a sandbox outlived the server"
+        )
     finally:
         server.stop()

@@ -342,11 +342,6 @@ def test_a_killed_worker_s_execution_is_finished_by_the_other(cluster, replicas)
 # -- the embedded executor: on this machine, without `flux start worker` ------------------------
 
 
-def _parent_of(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
 def test_the_embedded_executor_runs_workflows_in_the_servers_own_worker_processes(tmp_path):
     server = processes.start_server(tmp_path)
     try:
@@ -359,7 +354,7 @@ def test_the_embedded_executor_runs_workflows_in_the_servers_own_worker_processe
         assert status == 200, answer
         [ran_in] = {step.split("@")[1] for step in answer["steps"]}
         assert int(ran_in) != server.proc.pid  # never in the server process itself
-        assert _parent_of(int(ran_in)) == server.proc.pid  # in a worker the server started
+        assert processes.parent_of(int(ran_in)) == server.proc.pid  # in a worker the server started
         assert {line.split()[3] for line in effects.read_text().splitlines()} == {ran_in}
         assert (tmp_path / ".flux" / "flux.db").exists()
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 from tests.e2e import processes
 
@@ -30,17 +29,6 @@ async def spin(ctx: ExecutionContext):
 GRACE = 2.0
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
-
-
-def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
-
-
 def test_sigterm_finishes_short_calls_answers_long_ones_503_and_exits_in_time(tmp_path):
     server = processes.start_server(tmp_path, env={"FLUX_SHUTDOWN_GRACE": str(GRACE)})
     try:
@@ -54,7 +42,7 @@ def test_sigterm_finishes_short_calls_answers_long_ones_503_and_exits_in_time(tm
         )
         spinning = processes.http("POST", f"{server.url}/services/stop/spin/async", {})
         assert spinning[0] == 202
-        workers = processes.until(lambda: _children(server.proc.pid), timeout=10)
+        workers = processes.until(lambda: processes.children_of(server.proc.pid), timeout=10)
         time.sleep(1.5)  # the spinning worker has missed a renewal: it gets no new work
         answers: dict[str, tuple[int, object]] = {}
 
@@ -81,7 +69,7 @@ def test_sigterm_finishes_short_calls_answers_long_ones_503_and_exits_in_time(tm
         status, body = answers["long"]
         assert status == 503 and body["error"] == "shutting_down" and body["execution_id"]
         assert took < GRACE + 5, took  # the default grace of 10 s keeps this under 15 s
-        assert processes.until(lambda: not any(_alive(pid) for pid in workers), timeout=5)
+        assert processes.until(lambda: not any(processes.alive(pid) for pid in workers), timeout=5)
     finally:
         server.stop()
 
