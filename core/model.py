@@ -48,6 +48,9 @@ class WorkflowInfo:
     version: int
     input_schema: Mapping[str, Any] | None = None  # None: untyped input
     description: str = ""
+    # Seconds an execution may be RUNNING (`@workflow.with_options(timeout=...)`); None: the
+    # server's `execution_timeout`.
+    timeout: float | None = None
 
 
 @frozen
@@ -190,6 +193,16 @@ class Execution:
     pause_name: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    # The service whose endpoint started it (None: by ref, or by an embedding application).
+    service: str | None = None
+    # Epoch seconds at which the execution fails if it is still in the state it is in: RUNNING
+    # (or CREATED) past it is a `WorkflowTimeout`, PAUSED past it a `PauseTimeout`; None: never.
+    deadline: float | None = None
+    # While PAUSED: the seconds of running time the workflow has left (paused time does not
+    # count against its timeout); None otherwise.
+    time_left: float | None = None
+    # Where the outcome is POSTed when the execution completes, fails, is cancelled or pauses.
+    callback_url: str | None = None
 
 
 class EventKind(enum.StrEnum):

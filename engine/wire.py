@@ -91,6 +91,10 @@ def execution_out(execution: Execution) -> dict[str, Any]:
         "pause": execution.pause_name,
         "created": execution.created_at,
         "updated": execution.updated_at,
+        "service": execution.service,
+        "deadline": execution.deadline,
+        "left": execution.time_left,
+        "callback": execution.callback_url,
     }
 
 
@@ -107,6 +111,10 @@ def execution_in(data: dict[str, Any]) -> Execution:
         pause_name=data["pause"],
         created_at=data["created"],
         updated_at=data["updated"],
+        service=data["service"],
+        deadline=data["deadline"],
+        time_left=data["left"],
+        callback_url=data["callback"],
     )
 
 

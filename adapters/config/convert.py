@@ -85,6 +85,15 @@ def _to_role_permissions(value: Any, _: type) -> RolePermissions:
     return result
 
 
+def _to_names(value: Any, _: type) -> tuple[str, ...]:
+    """A list of strings; the environment writes one as `a,b,c`."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(part, str) for part in value):
+        return tuple(value)
+    raise ValueError(f"expected a list of strings, got {value!r}")
+
+
 converter = Converter(forbid_extra_keys=True)
 converter.register_structure_hook(bool, _to_bool)
 converter.register_structure_hook(int, _to_int)
@@ -92,6 +101,7 @@ converter.register_structure_hook(float, _to_float)
 converter.register_structure_hook(str, _to_str)
 converter.register_structure_hook(str | None, _to_optional_str)
 converter.register_structure_hook_func(lambda t: t == RolePermissions, _to_role_permissions)
+converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _to_names)
 
 
 def problems(

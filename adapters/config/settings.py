@@ -116,6 +116,43 @@ class AuthSettings:
     oidc: OidcSettings = Factory(OidcSettings)
 
 
+def _origins(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for origin in value:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            _fail(instance, attribute.name, f"an origin is scheme://host[:port], got {origin!r}")
+
+
+def _hosts(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for host in value:
+        if not re.fullmatch(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+", host):
+            _fail(instance, attribute.name, f"a host name or address, got {host!r}")
+
+
+def _webhook_secret(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not re.fullmatch(r"whsec_[A-Za-z0-9+/]+={0,2}", value):
+        _fail(instance, attribute.name, "must be written whsec_<base64>")
+
+
+@frozen
+class CorsSettings:
+    """Browsers on these origins may call the service routes ("*": any); none by default."""
+
+    allowed_origins: tuple[str, ...] = field(default=(), validator=_origins)
+
+
+@frozen
+class CallbackSettings:
+    """Completion callbacks (`Flux-Callback-Url`): only these hosts are called, and every
+    delivery is signed with `secret`. Without both, a callback URL is refused."""
+
+    secret: str | None = field(default=None, repr=False, validator=_webhook_secret)
+    allowed_hosts: tuple[str, ...] = field(default=(), validator=_hosts)
+
+    @property
+    def enabled(self) -> bool:
+        return self.secret is not None and bool(self.allowed_hosts)
+
+
 @frozen
 class Settings:
     """Settings of the main server, its workers, the standalone process and client commands."""
@@ -145,12 +182,29 @@ class Settings:
     # Seconds a sync run or resume waits at most before it answers 202 with the execution in its
     # current state and a `status_url` (the execution goes on); 0 is no bound.
     max_sync_wait: float = field(default=300.0, validator=_seconds_or_zero)
+    # Seconds an `Idempotency-Key` is remembered: within it a retry answers the first call.
+    idempotency_window: float = field(default=86_400.0, validator=_seconds)
+    # Seconds an execution may be RUNNING (paused time not counted) unless its workflow says
+    # otherwise with `@workflow.with_options(timeout=...)`.
+    execution_timeout: float = field(default=3600.0, validator=_seconds)
+    cors: CorsSettings = Factory(CorsSettings)
+    callbacks: CallbackSettings = Factory(CallbackSettings)
+    # Days finished executions (and expired idempotency keys) are kept; 0 keeps everything.
+    retention_days: int = field(default=30, validator=_int_range(0, 36_500))
 
 
-_PREFIX.update({Settings: (), AuthSettings: ("auth",), OidcSettings: ("auth", "oidc")})
+_PREFIX.update(
+    {
+        Settings: (),
+        AuthSettings: ("auth",),
+        OidcSettings: ("auth", "oidc"),
+        CorsSettings: ("cors",),
+        CallbackSettings: ("callbacks",),
+    }
+)
 
 # Settings whose values must never be shown, by path.
-SECRET_PATHS = frozenset({("api_key",)})
+SECRET_PATHS = frozenset({("api_key",), ("callbacks", "secret")})
 
 
 @frozen

@@ -192,6 +192,8 @@ class MemoryExecutionStore:
                 error=execution.error,
                 pause_name=execution.pause_name,
                 updated_at=execution.updated_at,
+                deadline=execution.deadline,
+                time_left=execution.time_left,
             )
         stored = _stored_execution(execution)
         copies = self._checked_events(events)

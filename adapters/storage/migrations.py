@@ -120,6 +120,49 @@ MIGRATIONS: list[Migration] = [
         INSERT INTO health_probe (id, at) VALUES (1, 0);
         """,
     ),
+    Migration(
+        6,
+        "deadlines, the starting service and callback URL of executions, listing indexes, "
+        "idempotency keys, the callback outbox",
+        """
+        ALTER TABLE workflows ADD COLUMN timeout REAL;
+        ALTER TABLE executions ADD COLUMN service TEXT;
+        ALTER TABLE executions ADD COLUMN deadline REAL;
+        ALTER TABLE executions ADD COLUMN time_left REAL;
+        ALTER TABLE executions ADD COLUMN callback_url TEXT;
+        CREATE INDEX executions_newest ON executions (created_at, id);
+        CREATE INDEX executions_workflow_newest ON executions (namespace, name, created_at, id);
+        CREATE INDEX executions_service_newest ON executions (service, created_at, id)
+            WHERE service IS NOT NULL;
+        CREATE INDEX executions_state_newest ON executions (state, created_at, id);
+        CREATE INDEX executions_deadline ON executions (deadline) WHERE deadline IS NOT NULL;
+        CREATE TABLE idempotency_keys (
+            principal TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            execution_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (principal, key)
+        );
+        CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
+        CREATE TABLE callback_deliveries (
+            id TEXT PRIMARY KEY,
+            execution_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL,
+            created_at REAL NOT NULL,
+            delivered_at REAL,
+            last_error TEXT,
+            lease_owner TEXT,
+            lease_until REAL
+        );
+        CREATE INDEX callback_deliveries_due ON callback_deliveries (next_at)
+            WHERE delivered_at IS NULL;
+        CREATE INDEX callback_deliveries_execution ON callback_deliveries (execution_id);
+        """,
+    ),
 ]
 
 _LEDGER = """

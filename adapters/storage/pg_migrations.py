@@ -119,6 +119,50 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE execution_events ALTER COLUMN value TYPE JSON USING value::json;
         """,
     ),
+    Migration(
+        4,
+        "deadlines, the starting service and callback URL of executions, listing indexes, "
+        "idempotency keys, the callback outbox",
+        """
+        ALTER TABLE workflows ADD COLUMN timeout DOUBLE PRECISION;
+        ALTER TABLE executions
+            ADD COLUMN service TEXT COLLATE "C",
+            ADD COLUMN deadline DOUBLE PRECISION,
+            ADD COLUMN time_left DOUBLE PRECISION,
+            ADD COLUMN callback_url TEXT;
+        CREATE INDEX executions_newest ON executions (created_at, id);
+        CREATE INDEX executions_workflow_newest ON executions (namespace, name, created_at, id);
+        CREATE INDEX executions_service_newest ON executions (service, created_at, id)
+            WHERE service IS NOT NULL;
+        CREATE INDEX executions_state_newest ON executions (state, created_at, id);
+        CREATE INDEX executions_deadline ON executions (deadline) WHERE deadline IS NOT NULL;
+        CREATE TABLE idempotency_keys (
+            principal TEXT COLLATE "C" NOT NULL,
+            key TEXT COLLATE "C" NOT NULL,
+            fingerprint TEXT NOT NULL,
+            execution_id TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (principal, key)
+        );
+        CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
+        CREATE TABLE callback_deliveries (
+            id TEXT PRIMARY KEY,
+            execution_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            payload JSON NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at DOUBLE PRECISION NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            delivered_at DOUBLE PRECISION,
+            last_error TEXT,
+            lease_owner TEXT,
+            lease_until DOUBLE PRECISION
+        );
+        CREATE INDEX callback_deliveries_due ON callback_deliveries (next_at)
+            WHERE delivered_at IS NULL;
+        CREATE INDEX callback_deliveries_execution ON callback_deliveries (execution_id);
+        """,
+    ),
 ]
 
 _LEDGER = """

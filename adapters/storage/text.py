@@ -63,6 +63,8 @@ def check_execution(execution: Execution) -> None:
         execution.execution_id,
         str(execution.ref),
         execution.pause_name,
+        execution.service,
+        execution.callback_url,
         None if error is None else (error.type, error.message),
         execution.input,
         execution.output,

@@ -322,6 +322,34 @@ async def test_a_save_writes_the_state_and_keeps_what_identifies_the_run(storage
     assert await storage.executions.get("e2") == fresh
 
 
+async def test_service_callback_and_deadlines_are_kept_and_deadlines_follow_saves(storage):
+    first = evolve(
+        execution("e1"),
+        service="billing",
+        callback_url="https://hooks.example/done",
+        deadline=1_000.5,
+    )
+    await storage.executions.create(first)
+    assert await storage.executions.get("e1") == first
+    paused = evolve(
+        first,
+        state=ExecutionState.PAUSED,
+        deadline=2_000.25,
+        time_left=12.5,
+        service="other",
+        callback_url=None,
+    )
+    await storage.executions.save(paused)
+    # The deadline and the time left follow the save; who started it and where it reports stay.
+    assert await storage.executions.get("e1") == evolve(
+        first, state=ExecutionState.PAUSED, deadline=2_000.25, time_left=12.5
+    )
+    await storage.executions.save(evolve(paused, deadline=None, time_left=None))
+    stored = await storage.executions.get("e1")
+    assert stored is not None and (stored.deadline, stored.time_left) == (None, None)
+    assert stored.service == "billing"
+
+
 async def test_execution_save_with_events_and_append(storage):
     await storage.executions.create(execution("e1"))
     running = evolve(execution("e1"), state=ExecutionState.RUNNING, updated_at=2.0)

@@ -39,12 +39,12 @@ _RELEASE = notifying(
     f"WHERE lease_owner = $1 AND id = ANY($2::text[]){WRITTEN}",
     changed=False,  # only who leases it changed: no state, no log
 )
-# A state that is no longer in progress ($8 false) ends the lease in the same statement.
+# A state that is no longer in progress ($10 false) ends the lease in the same statement.
 _SAVE_OWNED = notifying(
     f"UPDATE executions SET {STATE_UPDATE}, "
-    "lease_owner = CASE WHEN $8 THEN lease_owner END, "
-    "lease_until = CASE WHEN $8 THEN lease_until END "
-    f"WHERE id = $1 AND lease_owner = $7 AND state IN {LEASABLE}{WRITTEN}"
+    "lease_owner = CASE WHEN $10 THEN lease_owner END, "
+    "lease_until = CASE WHEN $10 THEN lease_until END "
+    f"WHERE id = $1 AND lease_owner = $9 AND state IN {LEASABLE}{WRITTEN}"
 )
 # FOR SHARE holds off a takeover until the events are committed, so the new owner's replay
 # reads them.

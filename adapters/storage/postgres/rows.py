@@ -28,12 +28,16 @@ from ports.auth import ApiKey
 INFO_COLUMNS = "namespace, name, version, input_schema, description"
 SERVICE_COLUMNS = "name, namespaces, workflows, exclusions, mcp_enabled, revision"
 EXECUTION_COLUMNS = (
-    "id, namespace, name, version, state, input, output, error, pause_name, created_at, updated_at"
+    "id, namespace, name, version, state, input, output, error, pause_name, created_at, "
+    "updated_at, service, deadline, time_left, callback_url"
 )
 EVENT_COLUMNS = "execution_id, seq, kind, key, value, at"
 API_KEY_COLUMNS = "key_id, name, permissions, revoked, created_at"
 # What a save writes: the state of a run, never what identifies it (ref, version, input, ...).
-STATE_UPDATE = "state = $2, output = $3, error = $4, pause_name = $5, updated_at = $6"
+STATE_UPDATE = (
+    "state = $2, output = $3, error = $4, pause_name = $5, updated_at = $6, deadline = $7, "
+    "time_left = $8"
+)
 
 
 def dump(value: Any) -> str:
@@ -96,6 +100,8 @@ def state_values(execution: Execution) -> tuple[Any, ...]:
         None if error is None else error.as_json(),
         execution.pause_name,
         execution.updated_at,
+        execution.deadline,
+        execution.time_left,
     )
 
 
@@ -113,11 +119,18 @@ def execution_values(execution: Execution) -> tuple[Any, ...]:
         execution.pause_name,
         execution.created_at,
         execution.updated_at,
+        execution.service,
+        execution.deadline,
+        execution.time_left,
+        execution.callback_url,
     )
 
 
 def execution(row: Sequence[Any]) -> Execution:
-    (id_, namespace, name, version, state, input_, output, error, pause, created, updated) = row
+    (id_, namespace, name, version, state, input_, output, error, pause, created, updated) = row[
+        :11
+    ]
+    service, deadline, time_left, callback_url = row[11:15]
     return Execution(
         execution_id=id_,
         ref=WorkflowRef(namespace, name),
@@ -129,6 +142,10 @@ def execution(row: Sequence[Any]) -> Execution:
         pause_name=pause,
         created_at=created,
         updated_at=updated,
+        service=service,
+        deadline=deadline,
+        time_left=time_left,
+        callback_url=callback_url,
     )
 
 

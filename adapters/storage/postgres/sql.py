@@ -19,7 +19,7 @@ REVISION = "SELECT value FROM revisions WHERE key = $1"
 
 INSERT_EXECUTION = (
     f"INSERT INTO executions ({EXECUTION_COLUMNS}) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 )
 INSERT_EVENT = f"INSERT INTO execution_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
 # An execution write ends with this so that `notifying` can tell its listeners (see `pg_signals`).

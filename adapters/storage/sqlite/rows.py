@@ -66,7 +66,8 @@ def service_from_row(row: Sequence[Any]) -> ServiceDefinition:
 
 
 EXECUTION_COLUMNS = (
-    "id, namespace, name, version, state, input, output, error, pause_name, created_at, updated_at"
+    "id, namespace, name, version, state, input, output, error, pause_name, created_at, "
+    "updated_at, service, deadline, time_left, callback_url"
 )
 
 
@@ -84,15 +85,22 @@ def execution_to_params(execution: Execution) -> tuple[Any, ...]:
         execution.pause_name,
         execution.created_at,
         execution.updated_at,
+        execution.service,
+        execution.deadline,
+        execution.time_left,
+        execution.callback_url,
     )
 
 
 # The columns a save writes, and their values in the order of `STATE_UPDATE`'s placeholders.
-STATE_UPDATE = "state = ?, output = ?, error = ?, pause_name = ?, updated_at = ?"
+STATE_UPDATE = (
+    "state = ?, output = ?, error = ?, pause_name = ?, updated_at = ?, deadline = ?, time_left = ?"
+)
 
 
 def execution_state_params(execution: Execution) -> tuple[Any, ...]:
-    """(state, output, error, pause_name, updated_at, id): a save's values, id last."""
+    """(state, output, error, pause_name, updated_at, deadline, time_left, id): a save's
+    values, id last."""
     error = execution.error
     return (
         str(execution.state),
@@ -100,12 +108,17 @@ def execution_state_params(execution: Execution) -> tuple[Any, ...]:
         None if error is None else dump(error.as_json()),
         execution.pause_name,
         execution.updated_at,
+        execution.deadline,
+        execution.time_left,
         execution.execution_id,
     )
 
 
 def execution_from_row(row: Sequence[Any]) -> Execution:
-    (id_, namespace, name, version, state, input_, output, error, pause, created, updated) = row
+    (id_, namespace, name, version, state, input_, output, error, pause, created, updated) = row[
+        :11
+    ]
+    service, deadline, time_left, callback_url = row[11:]
     failure = load(error)
     return Execution(
         execution_id=id_,
@@ -118,6 +131,10 @@ def execution_from_row(row: Sequence[Any]) -> Execution:
         pause_name=pause,
         created_at=created,
         updated_at=updated,
+        service=service,
+        deadline=deadline,
+        time_left=time_left,
+        callback_url=callback_url,
     )
 
 

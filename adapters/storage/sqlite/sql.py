@@ -18,7 +18,8 @@ T = TypeVar("T")
 
 BUMP = "UPDATE meta SET value = value + 1 WHERE key = ?"
 INSERT_EXECUTION = (
-    f"INSERT INTO executions ({rows.EXECUTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO executions ({rows.EXECUTION_COLUMNS}) VALUES "
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_EVENTS = f"INSERT INTO execution_events ({rows.EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 
