@@ -86,7 +86,12 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
                     cancel=runner.cancel,
                     storage_health=storage.health,
                 ),
-                ServiceCalls(lookup, runner, max_sync_wait=settings.max_sync_wait),
+                ServiceCalls(
+                    lookup,
+                    runner,
+                    max_sync_wait=settings.max_sync_wait,
+                    execution_timeout=settings.execution_timeout,
+                ),
                 auth,
                 runner,
                 sandbox,

@@ -205,6 +205,19 @@ class Execution:
     callback_url: str | None = None
 
 
+@frozen
+class Launch:
+    """How a new execution is started, beyond its workflow and input."""
+
+    execution_id: str | None = None  # chosen by the caller (an idempotent call); None: a new one
+    service: str | None = None  # the service whose endpoint was called
+    callback_url: str | None = None  # told the outcome (Flux-Callback-Url)
+    timeout: float | None = None  # seconds it may be RUNNING; None: no deadline
+
+
+NO_LAUNCH = Launch()
+
+
 class EventKind(enum.StrEnum):
     STATE = "state"  # value: the new state name
     TASK_STARTED = "task_started"

@@ -18,7 +18,7 @@ from attrs import frozen
 
 from core import permissions, schema
 from core.errors import ExecutionNotFound
-from core.model import Execution, ExecutionEvent, WorkflowRef, WorkflowVersion
+from core.model import Execution, ExecutionEvent, Launch, WorkflowRef, WorkflowVersion
 from core.permissions import Principal
 from core.resolve import find_endpoint
 from engine.lookup import ServiceLookup
@@ -44,13 +44,20 @@ class Target:
 
 class ServiceCalls:
     def __init__(
-        self, lookup: ServiceLookup, executor: Executor, *, max_sync_wait: float = 0
+        self,
+        lookup: ServiceLookup,
+        executor: Executor,
+        *,
+        max_sync_wait: float = 0,
+        execution_timeout: float | None = None,
     ) -> None:
         """`max_sync_wait`: seconds a sync call waits at most before it answers the execution
-        in its current state (it goes on); 0 is no bound."""
+        in its current state (it goes on); 0 is no bound. `execution_timeout`: seconds an
+        execution of a workflow that sets no timeout of its own may be RUNNING."""
         self._lookup = lookup
         self._executor = executor
         self._max_sync_wait = max_sync_wait
+        self._execution_timeout = execution_timeout
 
     async def call(
         self,
@@ -69,14 +76,17 @@ class ServiceCalls:
         permissions.require(principal, permissions.run_permission(pinned.info.ref))
         if pinned.info.input_schema is not None:
             schema.check(pinned.info.input_schema, body)  # 422 before anything is stored
+        launch = Launch(
+            service=target.service, timeout=pinned.info.timeout or self._execution_timeout
+        )
         if not wait:
-            return await self._executor.start(pinned, body)
+            return await self._executor.start(pinned, body, launch)
         bound = self._bound(wait_at_most)
         if bound is None:
-            return await self._executor.run(pinned, body)
+            return await self._executor.run(pinned, body, launch)
         # The sync run itself (stored RUNNING, no history kept), waited for at most `bound`.
         stored: list[Execution] = []
-        running = _detachable(self._executor.run(pinned, body, started=stored.append))
+        running = _detachable(self._executor.run(pinned, body, launch, started=stored.append))
         try:
             return await asyncio.wait_for(asyncio.shield(running), bound)
         except TimeoutError:

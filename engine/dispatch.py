@@ -24,7 +24,15 @@ from typing import Any
 from attrs import evolve
 
 from core.errors import AlreadyExists, FluxError
-from core.model import EventKind, Execution, ExecutionEvent, ExecutionState, WorkflowVersion
+from core.model import (
+    NO_LAUNCH,
+    EventKind,
+    Execution,
+    ExecutionEvent,
+    ExecutionState,
+    Launch,
+    WorkflowVersion,
+)
 from core.pauses import already_finished, not_resumable, pending_pause
 from engine import inputs
 from engine.registration import WorkflowLoader
@@ -58,12 +66,14 @@ class Dispatcher:
         self._first_poll = first_poll
         self._max_poll = max(first_poll, max_poll)
 
-    async def start(self, version: WorkflowVersion, body: Any) -> Execution:
+    async def start(
+        self, version: WorkflowVersion, body: Any, launch: Launch = NO_LAUNCH
+    ) -> Execution:
         """Validate the input and persist a CREATED execution; returns at once."""
         loaded = self._loader.cached(version) or await self._loader.load(version)
         inputs.convert_input(loaded.input_type, body)  # raises the same errors as embedded
         execution = new_execution(
-            version, body, ExecutionState.CREATED, new_id=self._new_id, clock=self._clock
+            version, body, ExecutionState.CREATED, launch, new_id=self._new_id, clock=self._clock
         )
         await self._store.create(execution)
         return execution
@@ -72,9 +82,10 @@ class Dispatcher:
         self,
         version: WorkflowVersion,
         body: Any,
+        launch: Launch = NO_LAUNCH,
         started: Callable[[Execution], None] | None = None,
     ) -> Execution:
-        execution = await self.start(version, body)
+        execution = await self.start(version, body, launch)
         if started is not None:
             started(execution)
         return await self.wait(execution.execution_id)

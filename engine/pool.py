@@ -23,11 +23,13 @@ from attrs import evolve
 from core.errors import FluxError
 from core.model import (
     IN_PROGRESS,
+    NO_LAUNCH,
     EventKind,
     Execution,
     ExecutionError,
     ExecutionEvent,
     ExecutionState,
+    Launch,
     WorkflowRef,
     WorkflowVersion,
 )
@@ -79,9 +81,11 @@ class LocalPool:
 
     # -- ports.executor.Executor ------------------------------------------------------------
 
-    async def start(self, version: WorkflowVersion, body: Any) -> Execution:
+    async def start(
+        self, version: WorkflowVersion, body: Any, launch: Launch = NO_LAUNCH
+    ) -> Execution:
         execution = new_execution(
-            version, body, ExecutionState.CREATED, new_id=self._new_id, clock=self._clock
+            version, body, ExecutionState.CREATED, launch, new_id=self._new_id, clock=self._clock
         )
         await self._store.create(execution)
         self._track(execution, keep_history=True).show([execution])
@@ -92,11 +96,12 @@ class LocalPool:
         self,
         version: WorkflowVersion,
         body: Any,
+        launch: Launch = NO_LAUNCH,
         started: Callable[[Execution], None] | None = None,
     ) -> Execution:
         # Stored RUNNING at once: nobody observes CREATED of a sync call, and it saves a write.
         execution = new_execution(
-            version, body, ExecutionState.RUNNING, new_id=self._new_id, clock=self._clock
+            version, body, ExecutionState.RUNNING, launch, new_id=self._new_id, clock=self._clock
         )
         await self._store.create(execution)
         if started is not None:

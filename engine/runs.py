@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.errors import InvalidWorkflowSource
-from core.model import Execution, ExecutionError, ExecutionState, WorkflowVersion
+from core.model import Execution, ExecutionError, ExecutionState, Launch, WorkflowVersion
 from engine import inputs
 from engine.registration import LoadedWorkflow, WorkflowLoader
 from engine.replay import error_of
@@ -16,19 +16,23 @@ def new_execution(
     version: WorkflowVersion,
     body: Any,
     state: ExecutionState,
+    launch: Launch,
     *,
     new_id: Callable[[], str],
     clock: Callable[[], float],
 ) -> Execution:
     now = clock()
     return Execution(
-        execution_id=new_id(),
+        execution_id=launch.execution_id or new_id(),
         ref=version.info.ref,
         version=version.info.version,
         state=state,
         input=body,
         created_at=now,
         updated_at=now,
+        service=launch.service,
+        deadline=None if launch.timeout is None else now + launch.timeout,
+        callback_url=launch.callback_url,
     )
 
 

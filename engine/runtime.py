@@ -21,11 +21,13 @@ from attrs import evolve
 from core.errors import FluxError
 from core.model import (
     IN_PROGRESS,
+    NO_LAUNCH,
     EventKind,
     Execution,
     ExecutionError,
     ExecutionEvent,
     ExecutionState,
+    Launch,
     WorkflowVersion,
 )
 from core.pauses import already_finished, not_resumable, pending_pause
@@ -84,11 +86,13 @@ class Runtime:
 
     # -- public API --------------------------------------------------------------------------
 
-    async def start(self, version: WorkflowVersion, body: Any) -> Execution:
+    async def start(
+        self, version: WorkflowVersion, body: Any, launch: Launch = NO_LAUNCH
+    ) -> Execution:
         """Validate the input, persist a CREATED execution and schedule it; returns at once."""
         loaded, value = await self._prepare(version, body)
         execution = new_execution(
-            version, body, ExecutionState.CREATED, new_id=self._new_id, clock=self._clock
+            version, body, ExecutionState.CREATED, launch, new_id=self._new_id, clock=self._clock
         )
         await self._store.create(execution)
         live = self._track(execution, keep_history=True)
@@ -100,6 +104,7 @@ class Runtime:
         self,
         version: WorkflowVersion,
         body: Any,
+        launch: Launch = NO_LAUNCH,
         started: Callable[[Execution], None] | None = None,
     ) -> Execution:
         """Start and wait until the execution completes, fails, is cancelled or pauses."""
@@ -107,7 +112,7 @@ class Runtime:
         # Stored as RUNNING straight away: a sync call has no observer of CREATED, and it saves
         # a write. A crash before the end still leaves it for recover().
         execution = new_execution(
-            version, body, ExecutionState.RUNNING, new_id=self._new_id, clock=self._clock
+            version, body, ExecutionState.RUNNING, launch, new_id=self._new_id, clock=self._clock
         )
         await self._store.create(execution)
         if started is not None:

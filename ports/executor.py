@@ -7,18 +7,22 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from core.errors import FluxError
-from core.model import Execution, ExecutionEvent, WorkflowVersion
+from core.model import NO_LAUNCH, Execution, ExecutionEvent, Launch, WorkflowVersion
 
 
 class Executor(Protocol):
-    async def start(self, version: WorkflowVersion, body: Any) -> Execution:
-        """Validate `body` against the workflow's input, store a new execution and schedule it;
-        returns at once. Raises `InputValidationError` before anything is stored."""
+    async def start(
+        self, version: WorkflowVersion, body: Any, launch: Launch = NO_LAUNCH
+    ) -> Execution:
+        """Validate `body` against the workflow's input, store a new execution (as `launch`
+        says) and schedule it; returns at once. Raises `InputValidationError` before anything
+        is stored, `AlreadyExists` when `launch` names an execution id that is taken."""
 
     async def run(
         self,
         version: WorkflowVersion,
         body: Any,
+        launch: Launch = NO_LAUNCH,
         started: Callable[[Execution], None] | None = None,
     ) -> Execution:
         """Store the execution and wait until it completes, fails, is cancelled or pauses;
