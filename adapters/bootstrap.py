@@ -23,6 +23,7 @@ from adapters.auth.authenticator import Authenticator, verifier_from_settings
 from adapters.config import Settings, StandaloneOptions
 from adapters.http.auth import install_bearer_challenge
 from adapters.http.errors import ACCESS_LOG, AccessLogger, errors_as_json, run_app
+from adapters.http.executions import ExecutionRoutes
 from adapters.http.gateway import HttpServiceGateway
 from adapters.http.server import Limits, Routes
 from adapters.http.standalone import log_line, report_clashes, service_app
@@ -32,6 +33,7 @@ from core.endpoint_cache import ServiceMissing
 from engine.app import FluxApp
 from engine.calls import ServiceCalls
 from engine.dispatch import Dispatcher
+from engine.executions import ExecutionBrowser
 from engine.lookup import ServiceLookup
 from engine.pool import LocalPool
 from engine.registration import WorkflowLoader
@@ -159,6 +161,8 @@ async def server_app(
         client_max_size=max(limits.max_body_bytes, limits.max_upload_bytes) + 64 * 1024,
     )
     Routes(flux.app, flux.calls, flux.auth, limits, mount).install(web_app)
+    browser = ExecutionBrowser(flux.storage.queries, flux.storage.executions)
+    ExecutionRoutes(browser, flux.auth, mount).install(web_app)
     web_app[FLUX] = flux
     if settings.auth.enabled:  # without auth there is no 401 to carry a challenge
         install_bearer_challenge(web_app)

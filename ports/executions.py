@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from core.listing import Cursor, ExecutionFilter
 from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef
 
 
@@ -40,6 +41,18 @@ class WorkflowExecutions(Protocol):
     async def unfinished(self, ref: WorkflowRef, version: int | None = None) -> list[str]:
         """Ids of the executions of `ref` (of that version, or of any) that are CREATED,
         RUNNING or PAUSED, oldest first: those a delete would leave without their code."""
+
+
+class ExecutionQueries(Protocol):
+    """Finding executions (`GET /executions`). Every adapter passes
+    tests/contract/test_queries.py."""
+
+    async def page(
+        self, filter: ExecutionFilter, limit: int, after: Cursor | None = None
+    ) -> list[Execution]:
+        """Up to `limit` executions that `filter` keeps, newest first (created_at, then id,
+        both descending), starting after `after` (None: from the newest). Served by an index:
+        a page reads about as many rows as it returns."""
 
 
 class Leases(Protocol):

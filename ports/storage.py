@@ -6,7 +6,13 @@ from typing import Protocol
 
 from ports.auth import ApiKeyStore
 from ports.catalog import Catalog
-from ports.executions import ExecutionLog, ExecutionSignals, Leases, WorkflowExecutions
+from ports.executions import (
+    ExecutionLog,
+    ExecutionQueries,
+    ExecutionSignals,
+    Leases,
+    WorkflowExecutions,
+)
 from ports.services import Revisions, ServiceStore
 
 
@@ -19,6 +25,8 @@ class Storage(Protocol):
     def executions(self) -> ExecutionLog: ...
     @property
     def workflow_executions(self) -> WorkflowExecutions: ...
+    @property
+    def queries(self) -> ExecutionQueries: ...
     @property
     def leases(self) -> Leases: ...
     @property

@@ -198,20 +198,34 @@ class FluxClient:
                         raise ApiError(resp.status, body)
                     on_event("state", body)
                     return resp.status
-                kind = "message"
-                data_lines: list[str] = []
-                async for raw in resp.content:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                    if not line:
-                        if data_lines:
-                            on_event(kind, _decode("\n".join(data_lines), "application/json"))
-                        kind, data_lines = "message", []
-                    elif line.startswith("event:"):
-                        kind = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data_lines.append(line[5:].lstrip())
-                if data_lines:
-                    on_event(kind, _decode("\n".join(data_lines), "application/json"))
+                await _read_events(resp, lambda _id, kind, data: on_event(kind, data))
+                return resp.status
+
+        return self._run(send())
+
+    def follow(
+        self,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        on_event: Callable[[str | None, str, Any], None],
+    ) -> int:
+        """GET an event stream and hand each event to `on_event(id, kind, data)` until the
+        server ends it; returns the status. An error answer raises `ApiError`."""
+        url = self.server_url + path
+
+        async def send() -> int:
+            wanted = {"Accept": "text/event-stream", **(headers or {})}
+            async with (
+                self._session() as session,
+                session.get(url, headers=self._headers(wanted)) as resp,
+            ):
+                if resp.content_type != "text/event-stream":
+                    body = _decode(await resp.text(), resp.content_type)
+                    if resp.status >= 400:
+                        raise ApiError(resp.status, body)
+                    raise ApiError(resp.status, body, "the server answered no event stream")
+                await _read_events(resp, on_event)
                 return resp.status
 
         return self._run(send())
@@ -229,6 +243,29 @@ class FluxClient:
             raise CliError(f"invalid server URL {self.server_url!r}") from None
         except aiohttp.ClientError as exc:
             raise Unreachable(self.server_url, _reason(exc)) from None
+
+
+async def _read_events(
+    resp: aiohttp.ClientResponse, on_event: Callable[[str | None, str, Any], None]
+) -> None:
+    """Server-sent events: `id:`, `event:` and `data:` lines, a blank line ending each."""
+    event_id: str | None = None
+    kind = "message"
+    data_lines: list[str] = []
+    async for raw in resp.content:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data_lines:
+                on_event(event_id, kind, _decode("\n".join(data_lines), "application/json"))
+            event_id, kind, data_lines = None, "message", []
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data_lines.append(line[5:].lstrip())
+    if data_lines:
+        on_event(event_id, kind, _decode("\n".join(data_lines), "application/json"))
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,13 +1,19 @@
-"""`flux execution ...`: act on one execution of a workflow."""
+"""`flux execution ...`: find executions (list, show, follow their events) and cancel one."""
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlencode
+
 import click
 
+from adapters.cli import execution_views as views
 from adapters.cli import render
 from adapters.cli.arguments import parse_ref
 from adapters.cli.client import path_of
 from adapters.cli.session import Session, client_command
+
+STATES = ("CREATED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED")
 
 
 @click.group()
@@ -16,14 +22,87 @@ def execution() -> None:
 
 
 @execution.command("cancel")
-@click.argument("ref")
-@click.argument("execution_id")
+@click.argument("args", nargs=-1, required=True, metavar="ID")
 @client_command
-def execution_cancel(session: Session, ref: str, execution_id: str) -> None:
-    """Cancel an execution of the workflow REF (namespace/name): a paused or created one at
-    once, a running one by cancelling its current task. Cancelling it again is fine; a
-    completed or failed one is refused with its state."""
-    parsed = parse_ref(ref)
-    path = path_of("workflows", parsed.namespace, parsed.name, "cancel", execution_id)
+def execution_cancel(session: Session, args: tuple[str, ...]) -> None:
+    """Cancel the execution ID: a paused or created one at once, a running one by cancelling
+    its current task. Cancelling it again is fine; a completed or failed one is refused with
+    its state. (`cancel REF ID`, naming its workflow too, also works.)"""
+    if len(args) > 2:
+        raise click.UsageError("expected ID (or REF ID)")
+    if len(args) == 2:
+        ref, execution_id = parse_ref(args[0]), args[1]
+        namespace, name = ref.namespace, ref.name
+    else:
+        execution_id = args[0]
+        found = session.client.request("GET", path_of("executions", execution_id)).body
+        namespace, name = found["namespace"], found["workflow"]
+    path = path_of("workflows", namespace, name, "cancel", execution_id)
     response = session.client.request("POST", path)
     session.emit(response.body, render.execution)
+
+
+@execution.command("list")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(STATES, case_sensitive=False),
+    help="Only executions in this state (repeat for any of several).",
+)
+@click.option("--workflow", metavar="REF", help="Only executions of this workflow (ns/name).")
+@click.option("--service", metavar="NAME", help="Only executions started through this service.")
+@click.option("--namespace", metavar="NS", help="Only executions of workflows in NS.")
+@click.option(
+    "--limit", type=click.IntRange(1, 500), help="Executions per page (default 50, at most 500)."
+)
+@click.option("--cursor", metavar="C", help="Where to go on: a previous page's next cursor.")
+@client_command
+def execution_list(
+    session: Session,
+    states: tuple[str, ...],
+    workflow: str | None,
+    service: str | None,
+    namespace: str | None,
+    limit: int | None,
+    cursor: str | None,
+) -> None:
+    """List executions, newest first, one page at a time."""
+    params: dict[str, Any] = {
+        "workflow": workflow,
+        "service": service,
+        "namespace": namespace,
+        "limit": limit,
+        "cursor": cursor,
+    }
+    query = [(k, str(v)) for k, v in params.items() if v is not None]
+    query += [("state", state.upper()) for state in states]
+    body = session.client.request("GET", "/executions?" + urlencode(query)).body
+    session.emit(body, views.execution_list)
+    if body.get("next_cursor"):
+        session.note(f"More: flux execution list ... --cursor {body['next_cursor']}")
+
+
+@execution.command("show")
+@click.argument("execution_id")
+@click.option("--events", is_flag=True, help="Also print the execution's event log.")
+@client_command
+def execution_show(session: Session, execution_id: str, events: bool) -> None:
+    """Show one execution: its state, input, output and times (and log with --events)."""
+    body = session.client.request("GET", path_of("executions", execution_id)).body
+    session.emit(body, lambda found: views.execution_detail(found, events=events))
+
+
+@execution.command("events")
+@click.argument("execution_id")
+@client_command
+def execution_events(session: Session, execution_id: str) -> None:
+    """Follow the execution's events from its first one, live until it ends (completed,
+    failed, cancelled or paused): one JSON line per event, {"id", "event", "data"}."""
+    found = session.client.request("GET", path_of("executions", execution_id)).body
+    path = path_of("workflows", found["namespace"], found["workflow"], "events", execution_id)
+
+    def on_event(event_id: str | None, kind: str, data: Any) -> None:
+        click.echo(views.event_line(event_id, kind, data))
+
+    session.unbounded().follow(path, on_event=on_event)

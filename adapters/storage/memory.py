@@ -19,6 +19,7 @@ from attrs import evolve
 from adapters.storage import text
 from adapters.storage.api_keys import MemoryApiKeyStore
 from adapters.storage.local_signals import LocalSignals
+from adapters.storage.memory_queries import MemoryQueries
 from core.errors import AlreadyExists, ServiceNotFound
 from core.model import (
     IN_PROGRESS,
@@ -330,6 +331,7 @@ class MemoryStorage:
         # One class for both ports: a lease check and the write it guards share one dict.
         self.leases = self.executions
         self.workflow_executions = self.executions
+        self.queries = MemoryQueries(lambda: self.executions._executions.values())
         self.revisions = MemoryRevisions(self.services, self.catalog)
         self.api_keys = MemoryApiKeyStore()
 

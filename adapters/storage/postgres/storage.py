@@ -23,6 +23,7 @@ from adapters.storage.postgres.catalog import PostgresCatalog
 from adapters.storage.postgres.executions import PostgresExecutionLog
 from adapters.storage.postgres.guard import GuardedPool
 from adapters.storage.postgres.leases import PostgresLeases
+from adapters.storage.postgres.queries import PostgresQueries
 from adapters.storage.postgres.rows import init_connection
 from adapters.storage.postgres.services import PostgresRevisions, PostgresServiceStore
 from adapters.storage.postgres.sql import Clock
@@ -44,6 +45,7 @@ class PostgresStorage:
         self.services = PostgresServiceStore(guarded, clock)
         self.executions = PostgresExecutionLog(guarded)
         self.workflow_executions = self.executions
+        self.queries = PostgresQueries(guarded)
         self.leases = PostgresLeases(guarded)
         self.revisions = PostgresRevisions(guarded)
         self.api_keys = PostgresApiKeyStore(guarded)

@@ -28,6 +28,7 @@ from adapters.storage.sqlite.catalog import SqliteCatalog
 from adapters.storage.sqlite.executions import SqliteExecutionLog
 from adapters.storage.sqlite.leases import SqliteLeases
 from adapters.storage.sqlite.lock import DatabaseLock
+from adapters.storage.sqlite.queries import SqliteQueries
 from adapters.storage.sqlite.services import SqliteRevisions, SqliteServiceStore
 from adapters.storage.sqlite.sql import Clock, read_one
 from core.errors import StorageUnavailable
@@ -84,6 +85,7 @@ class SqliteStorage:
         self.signals = LocalSignals()
         self.executions = SqliteExecutionLog(reader, writer, self.signals)
         self.workflow_executions = self.executions
+        self.queries = SqliteQueries(reader)
         self.leases = SqliteLeases(writer, self.signals)
         self.revisions = SqliteRevisions(reader)
         self.api_keys = SqliteApiKeyStore(reader, writer)
