@@ -34,6 +34,7 @@ from engine.app import FluxApp
 from engine.calls import ServiceCalls
 from engine.dispatch import Dispatcher
 from engine.executions import ExecutionBrowser
+from engine.idempotent import IdempotentCalls
 from engine.lookup import ServiceLookup
 from engine.pool import LocalPool
 from engine.registration import WorkflowLoader
@@ -160,7 +161,11 @@ async def server_app(
         middlewares=[errors_as_json],
         client_max_size=max(limits.max_body_bytes, limits.max_upload_bytes) + 64 * 1024,
     )
-    Routes(flux.app, flux.calls, flux.auth, limits, mount).install(web_app)
+    # Runs and resumes that carry an Idempotency-Key: once per key, over the storage's keys.
+    idempotent = IdempotentCalls(
+        flux.calls, flux.storage.idempotency, window=settings.idempotency_window
+    )
+    Routes(flux.app, flux.calls, flux.auth, limits, mount, idempotent=idempotent).install(web_app)
     browser = ExecutionBrowser(flux.storage.queries, flux.storage.executions)
     ExecutionRoutes(browser, flux.auth, mount).install(web_app)
     web_app[FLUX] = flux

@@ -68,6 +68,12 @@ class NameCollision(FluxError):
     code = "name_collision"
 
 
+class IdempotencyKeyReused(FluxError):
+    """An Idempotency-Key sent again with another body or target than its first request (422)."""
+
+    code = "idempotency_key_reused"
+
+
 class InvalidState(FluxError):
     """An operation that the execution's state does not allow, e.g. resume of a non-paused run."""
 

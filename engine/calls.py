@@ -68,16 +68,20 @@ class ServiceCalls:
         version: int | None = None,
         wait: bool = True,
         wait_at_most: float | None = None,
+        execution_id: str | None = None,
     ) -> Execution:
         """Run the workflow behind `target` on `body`. With `wait`, returns once the execution
         completes, fails, is cancelled or pauses, or after `wait_at_most` seconds (and the
-        server's `max_sync_wait`) in its current state; otherwise as soon as it is stored."""
+        server's `max_sync_wait`) in its current state; otherwise as soon as it is stored.
+        `execution_id`: the id to give the execution (`AlreadyExists` when it is taken)."""
         pinned = await self._version(target, version)
         permissions.require(principal, permissions.run_permission(pinned.info.ref))
         if pinned.info.input_schema is not None:
             schema.check(pinned.info.input_schema, body)  # 422 before anything is stored
         launch = Launch(
-            service=target.service, timeout=pinned.info.timeout or self._execution_timeout
+            execution_id=execution_id,
+            service=target.service,
+            timeout=pinned.info.timeout or self._execution_timeout,
         )
         if not wait:
             return await self._executor.start(pinned, body, launch)
@@ -118,6 +122,29 @@ class ServiceCalls:
 
     async def status(self, principal: Principal, target: Target, execution_id: str) -> Execution:
         return await self._owned(principal, target, execution_id)
+
+    async def attach(
+        self,
+        principal: Principal,
+        target: Target,
+        execution_id: str,
+        *,
+        wait: bool = True,
+        wait_at_most: float | None = None,
+    ) -> Execution:
+        """An existing execution of `target` as a call of it is answered (a retry of that call):
+        with `wait`, once it settles, bounded as `call` is; otherwise as it is now."""
+        execution = await self._owned(principal, target, execution_id)
+        if not wait or execution.state.ends_stream:
+            return execution
+        settled = _detachable(self._executor.wait(execution_id))
+        bound = self._bound(wait_at_most)
+        if bound is None:
+            return await settled
+        try:
+            return await asyncio.wait_for(asyncio.shield(settled), bound)
+        except TimeoutError:
+            return await self._executor.get(execution_id)
 
     async def cancel(self, principal: Principal, target: Target, execution_id: str) -> Execution:
         await self._owned(principal, target, execution_id)

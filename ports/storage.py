@@ -13,6 +13,7 @@ from ports.executions import (
     Leases,
     WorkflowExecutions,
 )
+from ports.idempotency import IdempotencyKeys
 from ports.services import Revisions, ServiceStore
 
 
@@ -35,6 +36,8 @@ class Storage(Protocol):
     def revisions(self) -> Revisions: ...
     @property
     def api_keys(self) -> ApiKeyStore: ...
+    @property
+    def idempotency(self) -> IdempotencyKeys: ...
 
     async def health(self) -> str:
         """The database's state, probed with a write that stores nothing and bounded in time:

@@ -174,10 +174,12 @@ class FluxClient:
         *,
         json_body: Any,
         params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
         on_event: Callable[[str, Any], None],
     ) -> int:
         """POST and hand each server-sent event to `on_event(kind, data)`; returns the status.
-        A non-stream answer (an error, say) raises `ApiError` like `request`."""
+        A non-stream answer (an error, say) raises `ApiError` like `request`. `headers`: more
+        request headers (an Idempotency-Key)."""
         url = self.server_url + path
 
         async def send() -> int:
@@ -188,7 +190,11 @@ class FluxClient:
                     data=json.dumps(json_body),
                     params=_clean(params),
                     headers=self._headers(
-                        {"Content-Type": "application/json", "Accept": "text/event-stream"}
+                        {
+                            **(headers or {}),
+                            "Content-Type": "application/json",
+                            "Accept": "text/event-stream",
+                        }
                     ),
                 ) as resp,
             ):

@@ -14,6 +14,7 @@ import click
 
 from adapters.cli import render, uploads
 from adapters.cli.arguments import check_namespaces, confirm_delete, parse_ref, read_input
+from adapters.cli.call_options import IDEMPOTENCY_KEY, WAIT, call_headers
 from adapters.cli.client import ApiError, CliError, path_of
 from adapters.cli.session import Session, client_command, load
 from core.model import WorkflowRef
@@ -127,20 +128,27 @@ def _execute(
     version: int | None,
     detailed: bool,
     execution_id: str | None = None,
+    *,
+    key: str | None = None,
+    wait: int | None = None,
 ) -> None:
     """One run (`execution_id` None) or resume. Sync and stream calls wait as long as the run
-    takes (unless --timeout); an interrupted one says which execution goes on, and how to
-    follow it."""
+    takes (unless --timeout, or the server's bound with --wait); an interrupted one says which
+    execution goes on, and how to follow it. `key`: the Idempotency-Key sent."""
+    if wait is not None and mode != "sync":
+        raise click.UsageError("--wait applies to --mode sync only")
     params = {"version": version, "detailed": detailed}
+    headers = call_headers(key, wait)
     follow = Follow(ref, execution_id)
     try:
         with follow.on_interrupt():
             if mode == "stream":
-                _stream(session, path + "/stream", body, params, follow)
-            elif mode == "sync" and execution_id is None:
-                _sync_run(session, path + "/stream", body, params, detailed, follow)
+                _stream(session, path + "/stream", body, params, follow, headers)
+            elif mode == "sync" and execution_id is None and wait is None:
+                _sync_run(session, path + "/stream", body, params, detailed, follow, headers)
             else:
-                _plain(session, path if mode == "sync" else f"{path}/{mode}", body, params, mode)
+                sent = path if mode == "sync" else f"{path}/{mode}"
+                _plain(session, sent, body, params, mode, headers)
     except KeyboardInterrupt:
         raise Interrupted(follow.interrupted()) from None
 
@@ -151,9 +159,18 @@ class Interrupted(CliError):
     exit_code = 130
 
 
-def _plain(session: Session, path: str, body: Any, params: dict[str, Any], mode: str) -> None:
+def _plain(
+    session: Session,
+    path: str,
+    body: Any,
+    params: dict[str, Any],
+    mode: str,
+    headers: dict[str, str],
+) -> None:
     client = session.unbounded() if mode == "sync" else session.client
-    response = client.request("POST", path, json_body=body, has_body=True, params=params, ok=(500,))
+    response = client.request(
+        "POST", path, json_body=body, has_body=True, params=params, headers=headers, ok=(500,)
+    )
     # A 500 with the detailed shape is a FAILED run, reported below; any other 500 is the
     # server's own error.
     if response.status >= 500 and not render.is_detailed(response.body):
@@ -226,6 +243,7 @@ def _sync_run(
     params: dict[str, Any],
     detailed: bool,
     follow: Follow,
+    headers: dict[str, str],
 ) -> None:
     """A sync run, made as a stream so the execution id is known from the first event; it
     prints exactly what the plain sync call answers (the raw output of a completed run unless
@@ -238,7 +256,11 @@ def _sync_run(
             last[0] = data
 
     session.unbounded().stream(
-        path, json_body=body, params={"version": params["version"]}, on_event=on_event
+        path,
+        json_body=body,
+        params={"version": params["version"]},
+        headers=headers,
+        on_event=on_event,
     )
     final = last[0]
     if not render.is_detailed(final) or final["state"] not in FINAL_OR_PAUSED:
@@ -262,7 +284,14 @@ def _fail_on_outcome(status: int, body: Any) -> None:
         )
 
 
-def _stream(session: Session, path: str, body: Any, params: dict[str, Any], follow: Follow) -> None:
+def _stream(
+    session: Session,
+    path: str,
+    body: Any,
+    params: dict[str, Any],
+    follow: Follow,
+    headers: dict[str, str],
+) -> None:
     last: list[Any] = [None]
 
     def on_event(kind: str, data: Any) -> None:
@@ -274,7 +303,9 @@ def _stream(session: Session, path: str, body: Any, params: dict[str, Any], foll
         else:
             click.echo(render.event(kind, data))
 
-    status = session.unbounded().stream(path, json_body=body, params=params, on_event=on_event)
+    status = session.unbounded().stream(
+        path, json_body=body, params=params, headers=headers, on_event=on_event
+    )
     if session.fmt != "json" and render.is_detailed(last[0]):
         click.echo(render.execution(last[0]))
     _fail_on_outcome(status, last[0])
@@ -286,6 +317,8 @@ def _stream(session: Session, path: str, body: Any, params: dict[str, Any], foll
 @click.option("--mode", type=MODES, default="sync", show_default=True)
 @click.option("--version", type=click.IntRange(min=1), help="Run this version, not the latest.")
 @click.option("--detailed", is_flag=True, help="Print execution metadata, not just the output.")
+@IDEMPOTENCY_KEY
+@WAIT
 @client_command
 def workflow_run(
     session: Session,
@@ -294,11 +327,14 @@ def workflow_run(
     mode: str,
     version: int | None,
     detailed: bool,
+    idempotency_key: str | None,
+    wait: int | None,
 ) -> None:
     """Run a workflow. INPUT_JSON is inline JSON, '-' (stdin) or '@file'."""
     parsed = parse_ref(ref)
     path = _workflow_path(parsed, "run")
-    _execute(session, parsed, path, read_input(input_json), mode, version, detailed)
+    body = read_input(input_json)
+    _execute(session, parsed, path, body, mode, version, detailed, key=idempotency_key, wait=wait)
 
 
 @workflow.command("resume")
@@ -307,6 +343,8 @@ def workflow_run(
 @click.argument("input_json", required=False, metavar="[INPUT_JSON]")
 @click.option("--mode", type=MODES, default="sync", show_default=True)
 @click.option("--detailed", is_flag=True, help="Print execution metadata, not just the output.")
+@IDEMPOTENCY_KEY
+@WAIT
 @client_command
 def workflow_resume(
     session: Session,
@@ -315,11 +353,25 @@ def workflow_resume(
     input_json: str | None,
     mode: str,
     detailed: bool,
+    idempotency_key: str | None,
+    wait: int | None,
 ) -> None:
     """Resume a paused execution; INPUT_JSON becomes the value pause() returns."""
     parsed = parse_ref(ref)
     path = _workflow_path(parsed, "resume", execution_id)
-    _execute(session, parsed, path, read_input(input_json), mode, None, detailed, execution_id)
+    body = read_input(input_json)
+    _execute(
+        session,
+        parsed,
+        path,
+        body,
+        mode,
+        None,
+        detailed,
+        execution_id,
+        key=idempotency_key,
+        wait=wait,
+    )
 
 
 @workflow.command("status")

@@ -7,29 +7,39 @@ principal, and writes what `core.responses` shapes. It decides nothing itself.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
 from adapters.http import requests as parse
 from adapters.http.errors import json_response
-from core.errors import FluxError, NotFound
+from core.errors import FluxError, InvalidRequest, NotFound
+from core.idempotency import KEY_HEADER, REPLAYED_HEADER
 from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef
 from core.permissions import Principal
 from core.responses import detailed_body, event_payload, shape_execution, sse_message
 from engine.calls import ServiceCalls, Target
+from engine.idempotent import Answer, IdempotentCalls
 from ports.auth import Authenticate
+from ports.idempotency import Claimed
 
 EXECUTION_ID = "Flux-Execution-Id"
 
 
 class CallRoutes:
     def __init__(
-        self, calls: ServiceCalls, auth: Authenticate, max_body_bytes: int, mount: str = ""
+        self,
+        calls: ServiceCalls,
+        auth: Authenticate,
+        max_body_bytes: int,
+        mount: str = "",
+        idempotent: IdempotentCalls | None = None,
     ) -> None:
         """`mount`: the path the routes are mounted under in an embedding application (its
-        answers' `status_url` and `resume_url` must point there)."""
+        answers' `status_url` and `resume_url` must point there). `idempotent`: the use case
+        of runs and resumes that carry an `Idempotency-Key` (without it, a key is refused)."""
         self.calls = calls
+        self.idempotent = idempotent or IdempotentCalls(calls, _NoKeys())
         self.auth = auth
         self.max_body_bytes = max_body_bytes
         self.mount = mount.rstrip("/")
@@ -52,12 +62,13 @@ class CallRoutes:
         target, prefix = target_of(request, self.mount)
         mode, detailed, version = _query(request)
         wait = parse.prefer_wait_of(request) if mode == "sync" else None
+        key = parse.idempotency_key_of(request)
         body = await parse.read_json(request, self.max_body_bytes)
-        execution = await self.calls.call(
-            principal, target, body, version=version, wait=mode == "sync", wait_at_most=wait
+        answer = await self.idempotent.call(
+            principal, target, body, key, version=version, wait=mode == "sync", wait_at_most=wait
         )
         return await self._answer(
-            request, principal, target, prefix, mode, "run", execution, detailed, wait
+            request, principal, target, prefix, mode, "run", answer, detailed, wait
         )
 
     async def resume(self, request: web.Request) -> web.StreamResponse:
@@ -65,17 +76,19 @@ class CallRoutes:
         target, prefix = target_of(request, self.mount)
         mode, detailed, _ = _query(request)
         wait = parse.prefer_wait_of(request) if mode == "sync" else None
+        key = parse.idempotency_key_of(request)
         body = await parse.read_json(request, self.max_body_bytes)
-        execution = await self.calls.resume(
+        answer = await self.idempotent.resume(
             principal,
             target,
             request.match_info["execution_id"],
             body,
+            key,
             wait=mode == "sync",
             wait_at_most=wait,
         )
         return await self._answer(
-            request, principal, target, prefix, mode, "resume", execution, detailed, wait
+            request, principal, target, prefix, mode, "resume", answer, detailed, wait
         )
 
     async def status(self, request: web.Request) -> web.Response:
@@ -104,15 +117,16 @@ class CallRoutes:
         prefix: str,
         mode: str,
         kind: Literal["run", "resume"],
-        execution: Execution,
+        answer: Answer,
         detailed: bool,
         wait: int | None = None,
     ) -> web.StreamResponse:
+        execution = answer.execution
         if mode == "stream":
-            return await self._stream(request, principal, target, prefix, execution)
+            return await self._stream(request, principal, target, prefix, answer)
         shape = "async" if mode == "async" else kind
         status, body = shape_execution(execution, kind=shape, detailed=detailed, url_prefix=prefix)
-        headers = {EXECUTION_ID: execution.execution_id}
+        headers = _call_headers(answer)
         if wait is not None:
             headers["Preference-Applied"] = f"wait={wait}"
         return json_response(body, status, headers)
@@ -123,15 +137,11 @@ class CallRoutes:
         principal: Principal,
         target: Target,
         prefix: str,
-        execution: Execution,
+        answer: Answer,
     ) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                EXECUTION_ID: execution.execution_id,
-            }
-        )
+        execution = answer.execution
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        response = web.StreamResponse(headers={**headers, **_call_headers(answer)})
         await response.prepare(request)
         items = self.calls.watch(principal, target, execution.execution_id)
         async for item in items:
@@ -148,6 +158,26 @@ class CallRoutes:
         await items.aclose()
         await response.write_eof()
         return response
+
+
+def _call_headers(answer: Answer) -> dict[str, str]:
+    headers = {EXECUTION_ID: answer.execution.execution_id}
+    if answer.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return headers
+
+
+class _NoKeys:
+    """The keys of routes built without any: a call that carries one is refused."""
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Claimed:
+        raise InvalidRequest(f"this server does not take an {KEY_HEADER} header")
+
+    async def release(self, principal: str, key: str, execution_id: str) -> None:
+        return None
+
+    async def purge(self, older_than: float) -> int:
+        return 0
 
 
 def _query(request: web.Request) -> tuple[str, bool, int | None]:

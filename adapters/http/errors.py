@@ -48,6 +48,7 @@ STATUS_BY_ERROR: dict[type[errors.FluxError], int] = {
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.InputValidationError: 422,
+    errors.IdempotencyKeyReused: 422,
     errors.ShuttingDown: 503,
     errors.StorageUnavailable: 503,
     errors.StorageInUse: 503,

@@ -20,6 +20,7 @@ from multidict import MultiMapping
 
 from adapters.http.errors import error_response
 from core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from core.idempotency import KEY_HEADER, validate_key
 from core.jsontext import loads
 from core.names import validate_namespace
 
@@ -190,3 +191,11 @@ def parse_prefer_wait(values: list[str]) -> int | None:
 
 def prefer_wait_of(request: web.Request) -> int | None:
     return parse_prefer_wait(request.headers.getall("Prefer", []))
+
+
+def idempotency_key_of(request: web.Request) -> str | None:
+    """The `Idempotency-Key` header: absent is None; sent twice, or malformed, is a 400."""
+    values = request.headers.getall(KEY_HEADER, [])
+    if len(values) > 1:
+        raise InvalidRequest(f"the {KEY_HEADER} header given more than once", header=KEY_HEADER)
+    return validate_key(values[0]) if values else None

@@ -25,6 +25,7 @@ from core.services import parse_new_service, parse_service_update
 from engine.app import FluxApp
 from engine.bundles import MAX_BUNDLE_FILES
 from engine.calls import ServiceCalls
+from engine.idempotent import IdempotentCalls
 from ports.auth import Authenticate
 from ports.catalog import Registered
 
@@ -45,11 +46,12 @@ class Routes:
         auth: Authenticate,
         limits: Limits,
         mount: str = "",
+        idempotent: IdempotentCalls | None = None,
     ) -> None:
         self.app = app
         self.auth = auth
         self.limits = limits
-        self.calls = CallRoutes(calls, auth, limits.max_body_bytes, mount)
+        self.calls = CallRoutes(calls, auth, limits.max_body_bytes, mount, idempotent)
 
     def install(self, web_app: web.Application) -> None:
         r = web_app.router

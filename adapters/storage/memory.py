@@ -18,6 +18,7 @@ from attrs import evolve
 
 from adapters.storage import text
 from adapters.storage.api_keys import MemoryApiKeyStore
+from adapters.storage.idempotency import MemoryIdempotencyKeys
 from adapters.storage.local_signals import LocalSignals
 from adapters.storage.memory_queries import MemoryQueries
 from core.errors import AlreadyExists, ServiceNotFound
@@ -334,6 +335,7 @@ class MemoryStorage:
         self.queries = MemoryQueries(lambda: self.executions._executions.values())
         self.revisions = MemoryRevisions(self.services, self.catalog)
         self.api_keys = MemoryApiKeyStore()
+        self.idempotency = MemoryIdempotencyKeys()
 
     async def health(self) -> str:
         return "ok"

@@ -22,6 +22,7 @@ from adapters.storage.postgres.api_keys import PostgresApiKeyStore
 from adapters.storage.postgres.catalog import PostgresCatalog
 from adapters.storage.postgres.executions import PostgresExecutionLog
 from adapters.storage.postgres.guard import GuardedPool
+from adapters.storage.postgres.idempotency import PostgresIdempotencyKeys
 from adapters.storage.postgres.leases import PostgresLeases
 from adapters.storage.postgres.queries import PostgresQueries
 from adapters.storage.postgres.rows import init_connection
@@ -49,6 +50,7 @@ class PostgresStorage:
         self.leases = PostgresLeases(guarded)
         self.revisions = PostgresRevisions(guarded)
         self.api_keys = PostgresApiKeyStore(guarded)
+        self.idempotency = PostgresIdempotencyKeys(guarded)
 
     @classmethod
     async def open(

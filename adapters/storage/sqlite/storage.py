@@ -26,6 +26,7 @@ from adapters.storage.migrations import migrate
 from adapters.storage.sqlite.api_keys import SqliteApiKeyStore
 from adapters.storage.sqlite.catalog import SqliteCatalog
 from adapters.storage.sqlite.executions import SqliteExecutionLog
+from adapters.storage.sqlite.idempotency import SqliteIdempotencyKeys
 from adapters.storage.sqlite.leases import SqliteLeases
 from adapters.storage.sqlite.lock import DatabaseLock
 from adapters.storage.sqlite.queries import SqliteQueries
@@ -89,6 +90,7 @@ class SqliteStorage:
         self.leases = SqliteLeases(writer, self.signals)
         self.revisions = SqliteRevisions(reader)
         self.api_keys = SqliteApiKeyStore(reader, writer)
+        self.idempotency = SqliteIdempotencyKeys(writer)
 
     @classmethod
     async def open(
