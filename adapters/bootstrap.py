@@ -25,6 +25,7 @@ from adapters.http.auth import install_bearer_challenge
 from adapters.http.errors import ACCESS_LOG, AccessLogger, errors_as_json, run_app
 from adapters.http.executions import ExecutionRoutes
 from adapters.http.gateway import HttpServiceGateway
+from adapters.http.retention import RetentionRoutes
 from adapters.http.server import Limits, Routes
 from adapters.http.standalone import log_line, report_clashes, service_app
 from adapters.storage.factory import open_storage
@@ -38,6 +39,7 @@ from engine.idempotent import IdempotentCalls
 from engine.lookup import ServiceLookup
 from engine.pool import LocalPool
 from engine.registration import WorkflowLoader
+from engine.retention import RetentionPurge
 from engine.runtime import Runtime
 from engine.sandbox import Sandbox
 from ports.executor import Executor
@@ -59,6 +61,7 @@ class Flux:
     auth: Authenticator
     executor: Executor
     sandbox: Sandbox
+    retention: RetentionPurge | None = None  # the purge of old executions (engine/retention.py)
 
 
 @asynccontextmanager
@@ -78,8 +81,10 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
         lookup = ServiceLookup(storage.catalog, storage.services, storage.revisions)
         # Uploaded modules are read in a sandbox process, never imported here.
         sandbox = Sandbox(timeout=settings.registration_timeout)
+        retention = _retention(settings, storage)
         try:
             await runner.recover()
+            retention.start()
             yield Flux(
                 storage,
                 FluxApp(
@@ -98,15 +103,28 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
                 auth,
                 runner,
                 sandbox,
+                retention=retention,
             )
         finally:
             try:
+                await retention.close()
                 await runner.close()
             finally:
                 await sandbox.close()
                 await auth.aclose()
     finally:
         await storage.close()
+
+
+def _retention(settings: Settings, storage: Storage) -> RetentionPurge:
+    """The purge of finished executions past `retention_days` and of expired idempotency
+    keys; every replica runs one (the storage keeps concurrent purges safe)."""
+    return RetentionPurge(
+        storage.retention,
+        storage.idempotency,
+        retention_days=settings.retention_days,
+        idempotency_window=settings.idempotency_window,
+    )
 
 
 def build_auth(settings: Settings, storage: Storage) -> Authenticator:
@@ -165,6 +183,8 @@ async def server_app(
     idempotent = IdempotentCalls(
         flux.calls, flux.storage.idempotency, window=settings.idempotency_window
     )
+    if flux.retention is not None:  # first: its static path before any /executions/{id}
+        RetentionRoutes(flux.retention, flux.auth).install(web_app)
     Routes(flux.app, flux.calls, flux.auth, limits, mount, idempotent=idempotent).install(web_app)
     browser = ExecutionBrowser(flux.storage.queries, flux.storage.executions)
     ExecutionRoutes(browser, flux.auth, mount).install(web_app)
@@ -240,6 +260,7 @@ def _log_to_stderr() -> None:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     ACCESS_LOG.setLevel(logging.INFO)
+    logging.getLogger("flux.retention").setLevel(logging.INFO)  # a line per purge that deleted
 
 
 # -- `flux service start` ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from bench import isolation, machine, postgres, report
+from bench import idempotency, isolation, listing, machine, postgres, report, retention
 from bench.procs import Workdir
 from bench.scenarios import NEEDS, Plan, Suite, say
 from bench.scenarios import SCENARIOS as BASIC
@@ -22,6 +22,9 @@ SCENARIOS = {
     "isolation": isolation.isolation,
     "cpu": isolation.cpu,
     "postgres": postgres.postgres,
+    "retention": retention.retention,
+    "listing": listing.listing,
+    "idempotency": idempotency.idempotency,
 }
 
 RESULTS = Path(__file__).resolve().parent / "results"

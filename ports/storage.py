@@ -14,6 +14,7 @@ from ports.executions import (
     WorkflowExecutions,
 )
 from ports.idempotency import IdempotencyKeys
+from ports.retention import Retention
 from ports.services import Revisions, ServiceStore
 
 
@@ -36,6 +37,8 @@ class Storage(Protocol):
     def revisions(self) -> Revisions: ...
     @property
     def api_keys(self) -> ApiKeyStore: ...
+    @property
+    def retention(self) -> Retention: ...
     @property
     def idempotency(self) -> IdempotencyKeys: ...
 

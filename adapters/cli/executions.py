@@ -12,6 +12,8 @@ from adapters.cli import render
 from adapters.cli.arguments import parse_ref
 from adapters.cli.client import path_of
 from adapters.cli.session import Session, client_command
+from core.durations import format_seconds, parse_duration
+from core.errors import InvalidRequest
 
 STATES = ("CREATED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED")
 
@@ -106,3 +108,36 @@ def execution_events(session: Session, execution_id: str) -> None:
         click.echo(views.event_line(event_id, kind, data))
 
     session.unbounded().follow(path, on_event=on_event)
+
+
+@execution.command("purge")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="DURATION",
+    help="Purge finished executions last changed more than DURATION ago: a number followed by "
+    "s, m, h or d (e.g. 7d, 12h, 0s for every finished one).",
+)
+@client_command
+def execution_purge(session: Session, older_than: str) -> None:
+    """Delete finished (completed, failed, cancelled) executions older than DURATION, with their
+    events, and the expired idempotency keys, now; prints how many executions went. Created,
+    running and paused executions are never purged. Needs the admin permission."""
+    try:
+        seconds = parse_duration(older_than)
+    except InvalidRequest as exc:
+        raise click.BadParameter(exc.message, param_hint="'--older-than'") from None
+    response = session.client.request(
+        "POST", "/executions/purge", params={"older_than": format_seconds(seconds)}
+    )
+    session.emit(response.body, _purged)
+
+
+def _purged(body: Any) -> str:
+    line = f"purged {body['purged']} execution(s)"
+    if body.get("idempotency_keys"):
+        line += f" and {body['idempotency_keys']} expired idempotency key(s)"
+    if body.get("complete") is False:
+        line += "; more are left: run it again"
+    return line

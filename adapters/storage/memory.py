@@ -21,6 +21,7 @@ from adapters.storage.api_keys import MemoryApiKeyStore
 from adapters.storage.idempotency import MemoryIdempotencyKeys
 from adapters.storage.local_signals import LocalSignals
 from adapters.storage.memory_queries import MemoryQueries
+from adapters.storage.memory_retention import MemoryRetention
 from core.errors import AlreadyExists, ServiceNotFound
 from core.model import (
     IN_PROGRESS,
@@ -273,6 +274,13 @@ class MemoryExecutionStore:
         await self.append(events)
         return True
 
+    def forget(self, execution_ids: Sequence[str]) -> None:
+        """Drop these executions with their logs and leases: the retention purge's delete."""
+        for execution_id in execution_ids:
+            self._executions.pop(execution_id, None)
+            self._events.pop(execution_id, None)
+            self._leases.pop(execution_id, None)
+
     def _signal_stored(self, execution: Execution) -> None:
         self._signals.changed(execution.execution_id)
         if execution.state.in_progress and execution.execution_id not in self._leases:
@@ -335,6 +343,7 @@ class MemoryStorage:
         self.queries = MemoryQueries(lambda: self.executions._executions.values())
         self.revisions = MemoryRevisions(self.services, self.catalog)
         self.api_keys = MemoryApiKeyStore()
+        self.retention = MemoryRetention(self.executions)
         self.idempotency = MemoryIdempotencyKeys()
 
     async def health(self) -> str:

@@ -12,3 +12,7 @@ LEASABLE = "(" + ", ".join(f"'{state}'" for state in IN_PROGRESS) + ")"
 # The states whose executions still need their workflow's code: in progress, or PAUSED (a
 # resume runs on). (PostgreSQL migration 3's partial index spells it out.)
 UNFINISHED = "(" + ", ".join(f"'{state}'" for state in (*IN_PROGRESS, ExecutionState.PAUSED)) + ")"
+
+# The final states, whose executions a retention purge may delete. Spelled in the order of
+# SQLite migration 7's partial index (the enum's), which a query must repeat to use it.
+FINAL = "(" + ", ".join(f"'{state}'" for state in ExecutionState if state.is_final) + ")"

@@ -25,6 +25,7 @@ from adapters.storage.postgres.guard import GuardedPool
 from adapters.storage.postgres.idempotency import PostgresIdempotencyKeys
 from adapters.storage.postgres.leases import PostgresLeases
 from adapters.storage.postgres.queries import PostgresQueries
+from adapters.storage.postgres.retention import PostgresRetention
 from adapters.storage.postgres.rows import init_connection
 from adapters.storage.postgres.services import PostgresRevisions, PostgresServiceStore
 from adapters.storage.postgres.sql import Clock
@@ -48,6 +49,7 @@ class PostgresStorage:
         self.workflow_executions = self.executions
         self.queries = PostgresQueries(guarded)
         self.leases = PostgresLeases(guarded)
+        self.retention = PostgresRetention(guarded)
         self.revisions = PostgresRevisions(guarded)
         self.api_keys = PostgresApiKeyStore(guarded)
         self.idempotency = PostgresIdempotencyKeys(guarded)

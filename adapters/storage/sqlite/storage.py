@@ -30,6 +30,7 @@ from adapters.storage.sqlite.idempotency import SqliteIdempotencyKeys
 from adapters.storage.sqlite.leases import SqliteLeases
 from adapters.storage.sqlite.lock import DatabaseLock
 from adapters.storage.sqlite.queries import SqliteQueries
+from adapters.storage.sqlite.retention import SqliteRetention
 from adapters.storage.sqlite.services import SqliteRevisions, SqliteServiceStore
 from adapters.storage.sqlite.sql import Clock, read_one
 from core.errors import StorageUnavailable
@@ -88,6 +89,7 @@ class SqliteStorage:
         self.workflow_executions = self.executions
         self.queries = SqliteQueries(reader)
         self.leases = SqliteLeases(writer, self.signals)
+        self.retention = SqliteRetention(writer)
         self.revisions = SqliteRevisions(reader)
         self.api_keys = SqliteApiKeyStore(reader, writer)
         self.idempotency = SqliteIdempotencyKeys(writer)
