@@ -34,6 +34,7 @@ CORE_ALLOWED = frozenset(
         "graphlib",
         "hashlib",
         "heapq",
+        "ipaddress",
         "itertools",
         "json",
         "keyword",
