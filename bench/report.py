@@ -220,6 +220,16 @@ def _notes(scenarios: dict[str, Any]) -> list[str]:
             f"modules registered in {registration['seconds']} s "
             f"({registration['workflows_per_s']} workflows/s)."
         )
+    listing = scenarios.get("listing", {})
+    for key, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+        http, direct = listing.get(f"{key}_http"), listing.get(f"{key}_storage")
+        if isinstance(http, dict) and isinstance(direct, dict):
+            case = "newest 50 of a workflow"
+            notes.append(
+                f"List ({name}, {listing['executions_stored']} executions, {case}): "
+                f"GET /executions p50 {http[case]['p50_ms']} ms, p99 {http[case]['p99_ms']} ms; "
+                f"storage query p50 {direct[case]['p50_ms']} ms, p99 {direct[case]['p99_ms']} ms."
+            )
     profile = scenarios.get("sync", {}).get("profile")
     if profile and profile.get("samples"):
         areas = ", ".join(f"{name} {pct}%" for name, pct in profile["by_area_pct"][:6])

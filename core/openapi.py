@@ -12,92 +12,22 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from core.model import Endpoint, ExecutionState, Resolution
+from core.model import Endpoint, Resolution
+from core.openapi_components import (
+    BASE_SCHEMAS,
+    DETAILS,
+    HEADERS,
+    REPLAYED,
+    RESPONSES,
+    json_body,
+    ref,
+)
 
 MODES = ("sync", "async", "stream")
 
 _COMPONENT_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _DEF_PREFIXES = ("#/$defs/", "#/definitions/")
 
-
-def _ref(kind: str, name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _json(schema: Any, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_BASE_SCHEMAS: dict[str, Any] = {
-    "ExecutionError": {
-        "type": "object",
-        "required": ["type", "message"],
-        "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
-    },
-    "ExecutionDetails": {
-        "type": "object",
-        "required": ["execution_id", "state", "output", "namespace", "workflow"],
-        "properties": {
-            "execution_id": {"type": "string"},
-            "state": {"type": "string", "enum": [state.value for state in ExecutionState]},
-            "output": {"description": "the workflow's output (a pause's output while PAUSED)"},
-            "namespace": {"type": "string"},
-            "workflow": {"type": "string"},
-            "status_url": {"type": "string", "description": "where to poll (async calls)"},
-            "resume_url": {"type": "string", "description": "where to resume (PAUSED)"},
-            "error": _ref("schemas", "ExecutionError"),
-        },
-    },
-    "Error": {
-        "type": "object",
-        "required": ["error", "message"],
-        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-        "additionalProperties": True,
-    },
-    "ValidationError": {
-        "allOf": [
-            _ref("schemas", "Error"),
-            {
-                "type": "object",
-                "properties": {
-                    "errors": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "loc": {
-                                    "type": "array",
-                                    "items": {"type": ["string", "integer"]},
-                                },
-                                "msg": {"type": "string"},
-                                "type": {"type": "string"},
-                            },
-                        },
-                    }
-                },
-            },
-        ]
-    },
-}
-
-_DETAILS = _ref("schemas", "ExecutionDetails")
-
-_RESPONSES: dict[str, Any] = {
-    "Paused": _json(_DETAILS, "The workflow paused: resume it at `resume_url`."),
-    "Accepted": _json(_DETAILS, "Started in the background: poll `status_url`."),
-    "Failed": _json(_DETAILS, "The workflow failed: details with `error`."),
-    "BadRequest": _json(_ref("schemas", "Error"), "Malformed JSON or unknown mode."),
-    "NotFound": _json(_ref("schemas", "Error"), "Unknown service, endpoint, execution or version."),
-    "Conflict": _json(
-        _ref("schemas", "Error"),
-        "The name is ambiguous across namespaces (with `namespaces`), or the execution is "
-        "not paused (with `state`).",
-    ),
-    "TooLarge": _json(_ref("schemas", "Error"), "The body is over the size limit."),
-    "InvalidInput": _json(
-        _ref("schemas", "ValidationError"), "The body does not fit the input type."
-    ),
-}
 
 _PARAMETERS: dict[str, Any] = {
     "version": {
@@ -113,6 +43,16 @@ _PARAMETERS: dict[str, Any] = {
         "required": False,
         "description": "Answer with the execution details instead of the raw output.",
         "schema": {"type": "boolean", "default": False},
+    },
+    "idempotency_key": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "Makes the call safe to retry: a later call with the same key, target "
+        "and body (within the server's idempotency window, 24 hours by default) starts nothing "
+        "and is answered with the first call's execution. The same key with another body or "
+        "target is a 422. 1 to 255 visible ASCII characters, else a 400.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
     },
     "execution_id": {
         "name": "execution_id",
@@ -133,7 +73,7 @@ def service_openapi(
     """
     service = resolution.service
     prefix = server_url_prefix.replace("{name}", service.name).rstrip("/")
-    schemas: dict[str, Any] = copy.deepcopy(_BASE_SCHEMAS)
+    schemas: dict[str, Any] = copy.deepcopy(BASE_SCHEMAS)
     paths: dict[str, Any] = {}
     for endpoint in resolution.endpoints:
         input_schema = _add_input_schema(endpoint, schemas)
@@ -150,8 +90,9 @@ def service_openapi(
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "responses": copy.deepcopy(_RESPONSES),
+            "responses": copy.deepcopy(RESPONSES),
             "parameters": copy.deepcopy(_PARAMETERS),
+            "headers": copy.deepcopy(HEADERS),
         },
     }
 
@@ -198,32 +139,36 @@ def _endpoint_paths(endpoint: Endpoint, input_schema: Any) -> dict[str, Any]:
 
     def run_responses(mode: str, resume: bool) -> dict[str, Any]:
         common = {
-            "400": _ref("responses", "BadRequest"),
-            "404": _ref("responses", "NotFound"),
-            "409": _ref("responses", "Conflict"),
-            "413": _ref("responses", "TooLarge"),
+            "400": ref("responses", "BadRequest"),
+            "404": ref("responses", "NotFound"),
+            "409": ref("responses", "Conflict"),
+            "413": ref("responses", "TooLarge"),
         }
-        if not resume:
-            common["422"] = _ref("responses", "InvalidInput")
+        common["422"] = ref("responses", "KeyReused" if resume else "InvalidInput")
         if mode == "async":
-            return {"202": _ref("responses", "Accepted"), **common}
+            return {"202": ref("responses", "Accepted"), **common}
         if mode == "stream":
             stream = {
                 "description": "Server-sent events, one per state change and task event; the "
                 "last `state` event carries the final execution details.",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "headers": REPLAYED,
             }
             return {"200": stream, **common}
-        done = _json({}, "Completed: the raw output, or the execution details with ?detailed=true.")
+        done = json_body(
+            {}, "Completed: the raw output, or the execution details with ?detailed=true."
+        )
+        done["headers"] = REPLAYED
         return {
             "200": done,
-            "202": _ref("responses", "Paused"),
+            "202": ref("responses", "Paused"),
             **common,
-            "500": _ref("responses", "Failed"),
+            "500": ref("responses", "Failed"),
         }
 
-    query = [_ref("parameters", "version"), _ref("parameters", "detailed")]
-    with_id = [_ref("parameters", "execution_id"), _ref("parameters", "detailed")]
+    key = ref("parameters", "idempotency_key")
+    query = [ref("parameters", "version"), ref("parameters", "detailed"), key]
+    with_id = [ref("parameters", "execution_id"), ref("parameters", "detailed"), key]
     paths: dict[str, Any] = {
         f"/{name}": {
             "post": operation(
@@ -249,11 +194,11 @@ def _endpoint_paths(endpoint: Endpoint, input_schema: Any) -> dict[str, Any]:
                 f"Cancel a {name} run",
                 None,
                 {
-                    "200": _json(_DETAILS, "Cancelled (again): the details, state CANCELLED."),
-                    "404": _ref("responses", "NotFound"),
-                    "409": _json(_ref("schemas", "Error"), "Completed or failed: `state`."),
+                    "200": json_body(DETAILS, "Cancelled (again): the details, state CANCELLED."),
+                    "404": ref("responses", "NotFound"),
+                    "409": json_body(ref("schemas", "Error"), "Completed or failed: `state`."),
                 },
-                [_ref("parameters", "execution_id")],
+                [ref("parameters", "execution_id")],
             )
         },
         f"/{name}/status/{{execution_id}}": {
@@ -262,11 +207,11 @@ def _endpoint_paths(endpoint: Endpoint, input_schema: Any) -> dict[str, Any]:
                 f"Status of a {name} run",
                 None,
                 {
-                    "200": _json(_DETAILS, "The execution details."),
-                    "404": _ref("responses", "NotFound"),
-                    "409": _ref("responses", "Conflict"),
+                    "200": json_body(DETAILS, "The execution details."),
+                    "404": ref("responses", "NotFound"),
+                    "409": ref("responses", "Conflict"),
                 },
-                [_ref("parameters", "execution_id")],
+                [ref("parameters", "execution_id")],
             )
         },
     }
@@ -313,7 +258,7 @@ def _add_input_schema(endpoint: Endpoint, schemas: dict[str, Any]) -> Any:
     for old, new in renames.items():
         schemas[new] = _rewrite(defs[old], renames, own_name)
     schemas[own_name] = _rewrite(schema, renames, own_name)
-    return _ref("schemas", own_name)
+    return ref("schemas", own_name)
 
 
 def _def_names(owner: str, defs: Mapping[str, Any], schemas: Mapping[str, Any]) -> dict[str, str]:

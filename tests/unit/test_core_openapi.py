@@ -71,7 +71,7 @@ def test_every_endpoint_gets_run_modes_resume_and_status() -> None:
     run = doc["paths"]["/invoice"]["post"]
     assert set(run["responses"]) == {"200", "202", "400", "404", "409", "413", "422", "500"}
     params = {schema_at(doc, p["$ref"])["name"] for p in run["parameters"]}
-    assert params == {"version", "detailed"}
+    assert params == {"version", "detailed", "Idempotency-Key"}
     assert run["description"] == "billing/invoice v3: Make one."
     assert set(doc["paths"]["/invoice/async"]["post"]["responses"]) >= {"202", "422"}
     stream = doc["paths"]["/invoice/stream"]["post"]["responses"]["200"]
@@ -169,3 +169,39 @@ def test_standalone_prefix_and_empty_service() -> None:
 def test_prefix_takes_the_service_name(prefix: str) -> None:
     doc = document(WorkflowInfo(R("billing/echo"), 1), server_url_prefix=prefix)
     assert doc["servers"][0]["url"].endswith("/services/billing")
+
+
+def test_run_and_resume_take_an_idempotency_key_and_may_answer_replayed() -> None:
+    doc = document(WorkflowInfo(R("billing/invoice"), 1, InvoiceInput.model_json_schema()))
+    key = doc["components"]["parameters"]["idempotency_key"]
+    assert (key["name"], key["in"], key["required"]) == ("Idempotency-Key", "header", False)
+    assert key["schema"]["maxLength"] == 255
+    for path, op in [(path, op) for path, item in doc["paths"].items() for op in item.values()]:
+        names = {schema_at(doc, p["$ref"])["name"] for p in op["parameters"]}
+        is_call = op["operationId"].startswith(("run_", "resume_"))
+        assert ("Idempotency-Key" in names) == is_call, path
+        if not is_call:
+            continue
+        assert "422" in op["responses"], path
+        for status, answer in op["responses"].items():
+            if status in ("200", "202", "500"):
+                answer = schema_at(doc, answer["$ref"]) if "$ref" in answer else answer
+                replayed = answer["headers"]["Idempotent-Replayed"]
+                assert schema_at(doc, replayed["$ref"])["schema"]["enum"] == ["true"]
+    reused = schema_at(doc, "#/components/responses/KeyReused")
+    assert "idempotency_key_reused" in reused["description"]
+
+
+def test_only_runs_take_a_callback_url() -> None:
+    doc = document(WorkflowInfo(R("billing/invoice"), 1))
+    header = doc["components"]["parameters"]["callback_url"]
+    assert (header["name"], header["in"], header["required"]) == (
+        "Flux-Callback-Url",
+        "header",
+        False,
+    )
+    for path, item in doc["paths"].items():
+        for op in item.values():
+            names = {schema_at(doc, p["$ref"])["name"] for p in op["parameters"]}
+            is_run = op["operationId"].startswith("run_")
+            assert ("Flux-Callback-Url" in names) == is_run, path
