@@ -137,6 +137,22 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{on_pg['ops_per_s']} / {on_sqlite['ops_per_s']} req/s",
                 )
             )
+    for concurrency in (1, 16):
+        plain = _run(results, "idempotency", concurrency, "without a key")
+        keyed = _run(results, "idempotency", concurrency, "fresh Idempotency-Key")
+        if plain and keyed and plain.get("server_cpu_us_per_call"):
+            ratio = keyed["server_cpu_us_per_call"] / plain["server_cpu_us_per_call"]
+            found.append(
+                _target(
+                    f"idempotency c{concurrency}",
+                    f"server CPU per sync call c{concurrency}, fresh Idempotency-Key / no key",
+                    ratio,
+                    "<= 1.15",
+                    ratio <= 1.15,
+                    f"{keyed['server_cpu_us_per_call']} / {plain['server_cpu_us_per_call']} us; "
+                    f"{keyed['ops_per_s']} / {plain['ops_per_s']} req/s",
+                )
+            )
     rss = results.get("memory", {}).get("rss")
     if rss and len(rss) == 3:
         growth = (rss[2]["rss_kib"] - rss[1]["rss_kib"]) / MIB
