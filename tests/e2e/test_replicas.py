@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -290,6 +291,27 @@ def test_a_pause_from_one_replica_is_resumed_through_the_other(replicas):
     assert status == 409 and body["state"] == "COMPLETED", body
     status, body = one.get(f"/services/rep/approve/status/{execution_id}")
     assert body["state"] == "COMPLETED" and body["output"] == {"approved": {"ok": True}}
+
+
+def test_one_idempotency_key_sent_to_both_replicas_at_once_makes_one_execution(cluster, replicas):
+    key, body = f"rep-{uuid.uuid4().hex}", _input(cluster, 1, 0.2)
+
+    def send(api: Api) -> tuple[int, dict, str | None]:
+        status, answer, headers = processes.exchange(
+            "POST",
+            f"{api.url}/services/rep/steps?detailed=true",
+            body,
+            headers={"Idempotency-Key": key},
+        )
+        return status, answer, headers.get("Idempotent-Replayed")
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(send, [*replicas] * 8))
+    assert all(status == 200 for status, _, _ in answers), answers
+    ids = {answer["execution_id"] for _, answer, _ in answers}
+    assert len(ids) == 1 and [replayed for *_, replayed in answers].count(None) == 1
+    started = [line for line in cluster.effect_lines() if line[0] == "start" and line[1] in ids]
+    assert len(started) == 1, started
 
 
 def test_a_workflow_registered_on_one_replica_is_resolved_by_the_other_at_once(replicas):
