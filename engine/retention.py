@@ -49,7 +49,9 @@ class Purged:
 
 class RetentionPurge:
     """The purge use case over the retention and idempotency ports. `retention_days` 0 keeps
-    every execution (expired idempotency keys still go: they answer nothing any more)."""
+    every execution (expired idempotency keys still go: they answer nothing any more). An
+    execution that a live idempotency key names is kept until the key expires, also by a
+    purge by hand: a retry within the key's window finds it instead of running again."""
 
     def __init__(
         self,
@@ -137,14 +139,15 @@ class RetentionPurge:
     # -- both --------------------------------------------------------------------------------
 
     async def _run(self, cutoff: float | None, time_limit: float) -> Purged:
-        """Batches of executions changed before `cutoff` (None: none), then expired keys."""
+        """Expired keys, then batches of executions changed before `cutoff` (None: none). In
+        that order: the storage keeps an execution a key names, until the key expires."""
         started = time.monotonic()
-        executions, complete = 0, True
-        if cutoff is not None:
-            executions, complete = await self._batches(cutoff, started + time_limit)
         keys = 0
         if self._keys is not None:
             keys = await self._keys.purge(self._clock() - self._window)
+        executions, complete = 0, True
+        if cutoff is not None:
+            executions, complete = await self._batches(cutoff, started + time_limit)
         return Purged(executions, keys, complete)
 
     async def _batches(self, cutoff: float, until: float) -> tuple[int, bool]:

@@ -12,5 +12,7 @@ class Retention(Protocol):
         """Delete up to `batch` executions that are COMPLETED, FAILED or CANCELLED and whose
         `updated_at` is before `older_than` (epoch seconds), oldest first, together with their
         event logs and callback deliveries; returns how many executions went. CREATED, RUNNING
-        and PAUSED executions are never deleted, however old. Safe to call from several
-        processes on one database at once: each execution is deleted (and counted) once."""
+        and PAUSED executions are never deleted, however old, nor is one that an idempotency key
+        still names (a retry within the key's window must find its execution, not run it
+        again): purge the expired keys first. Safe to call from several processes on one
+        database at once: each execution is deleted (and counted) once."""

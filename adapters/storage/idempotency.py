@@ -35,6 +35,10 @@ class MemoryIdempotencyKeys:
         if held is not None and held.execution_id == execution_id:
             del self._keys[(principal, key)]
 
+    def execution_ids(self) -> set[str]:
+        """The executions that keys name (the retention purge keeps them)."""
+        return {held.execution_id for held in self._keys.values()}
+
     async def purge(self, older_than: float) -> int:
         old = [name for name, held in self._keys.items() if held.created_at < older_than]
         for name in old:

@@ -343,8 +343,8 @@ class MemoryStorage:
         self.queries = MemoryQueries(lambda: self.executions._executions.values())
         self.revisions = MemoryRevisions(self.services, self.catalog)
         self.api_keys = MemoryApiKeyStore()
-        self.retention = MemoryRetention(self.executions)
         self.idempotency = MemoryIdempotencyKeys()
+        self.retention = MemoryRetention(self.executions, self.idempotency)
 
     async def health(self) -> str:
         return "ok"

@@ -165,12 +165,14 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(
         5,
-        "finished executions by age, for the retention purge",
+        "finished executions by age, and idempotency keys by execution, for the retention purge",
         # Partial: only finished rows are in it, so saves of running executions never touch
-        # it, and a purge finds its oldest candidates without reading every finished row.
+        # it, and a purge finds its oldest candidates without reading every finished row. The
+        # second lets the purge skip an execution that a live idempotency key still names.
         """
         CREATE INDEX executions_finished_age ON executions (updated_at)
             WHERE state IN ('COMPLETED', 'FAILED', 'CANCELLED');
+        CREATE INDEX idempotency_keys_execution ON idempotency_keys (execution_id);
         """,
     ),
 ]

@@ -1,7 +1,7 @@
 """The retention contract (ports/retention.py), run against every adapter through `storage`:
-only finished executions older than the cutoff go, with their events (and, where the adapter
-keeps an outbox, their callback deliveries); the batch bound holds; the count is right; two
-purges at once (two replicas on PostgreSQL) delete each execution once."""
+only finished executions older than the cutoff go, with their events (and their callback
+deliveries), and none an idempotency key still names; the batch bound holds; the count is
+right; two purges at once (two replicas on PostgreSQL) delete each execution once."""
 
 from __future__ import annotations
 
@@ -77,6 +77,20 @@ async def test_old_paused_and_running_executions_are_never_purged(storage):
     assert await storage.retention.purge_finished(NEW * 10, 100) == 0
     for state in KEPT_STATES:
         assert (await storage.executions.get(f"ancient-{state}")).state is state
+
+
+async def test_an_execution_an_idempotency_key_names_is_kept_until_the_key_goes(storage):
+    await store(storage, "keyed", ExecutionState.COMPLETED, OLD)
+    await store(storage, "plain", ExecutionState.COMPLETED, OLD)
+    await storage.idempotency.claim("alice", "k-1", "fp", "keyed", now=OLD, window=10.0)
+
+    assert await storage.retention.purge_finished(CUTOFF, 10) == 1
+    assert await gone(storage, "plain")
+    assert (await storage.executions.get("keyed")) is not None
+
+    assert await storage.idempotency.purge(OLD + 1) == 1  # the key expired, and went
+    assert await storage.retention.purge_finished(CUTOFF, 10) == 1
+    assert await gone(storage, "keyed")
 
 
 async def test_the_cutoff_is_strict(storage):

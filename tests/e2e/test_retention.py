@@ -162,6 +162,34 @@ def test_the_purge_route_answers_the_count(server):
     assert processes.http("POST", f"{server.url}/executions/purge?older_than=0")[1]["purged"] == 0
 
 
+def test_an_execution_a_live_idempotency_key_names_outlives_a_purge(tmp_path):
+    window = 2.0
+    server = processes.start_server(tmp_path, env={"FLUX_IDEMPOTENCY_WINDOW": str(window)})
+    try:
+        prepare(server.url)
+        keyed = {"Idempotency-Key": "order-7"}
+        status, first = processes.http(
+            "POST", f"{server.url}{BASE}/echo?detailed=true", {"n": 7}, headers=keyed
+        )
+        assert status == 200, first
+        execution_id = first["execution_id"]
+        time.sleep(0.01)
+        status, body = processes.http("POST", f"{server.url}/executions/purge?older_than=0")
+        assert (status, body["purged"]) == (200, 0), body
+        # A retry within the window still finds the execution, and runs nothing new.
+        status, again = processes.http(
+            "POST", f"{server.url}{BASE}/echo?detailed=true", {"n": 7}, headers=keyed
+        )
+        assert (status, again["execution_id"]) == (200, execution_id), again
+
+        time.sleep(window + 0.2)  # the key expires: the purge takes both
+        status, body = processes.http("POST", f"{server.url}/executions/purge?older_than=0")
+        assert (status, body["purged"], body["idempotency_keys"]) == (200, 1, 1), body
+        assert state_of(server.url, "echo", execution_id)[0] == 404
+    finally:
+        server.stop()
+
+
 # -- in the background --------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ _PURGE_FINISHED = f"""
 WITH doomed AS (
     SELECT id FROM executions
     WHERE state IN {FINAL} AND updated_at < $1
+        AND NOT EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.execution_id = executions.id)
     ORDER BY updated_at LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), events AS (

@@ -22,7 +22,9 @@ CHUNK = 100
 # and sort every finished row to find the oldest few.
 _OLDEST_FINISHED = (
     "SELECT id FROM executions INDEXED BY executions_finished_age "
-    f"WHERE state IN {FINAL} AND updated_at < ? ORDER BY updated_at LIMIT ?"
+    f"WHERE state IN {FINAL} AND updated_at < ? "
+    "AND NOT EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.execution_id = executions.id) "
+    "ORDER BY updated_at LIMIT ?"
 )
 
 
