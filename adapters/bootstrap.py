@@ -22,6 +22,7 @@ from attrs import frozen
 from adapters.auth.authenticator import Authenticator, verifier_from_settings
 from adapters.config import Settings, StandaloneOptions
 from adapters.http.auth import install_bearer_challenge
+from adapters.http.cors import every_route, install_cors, server_call_routes
 from adapters.http.errors import ACCESS_LOG, AccessLogger, errors_as_json, run_app
 from adapters.http.executions import ExecutionRoutes
 from adapters.http.gateway import HttpServiceGateway
@@ -99,6 +100,7 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
                     runner,
                     max_sync_wait=settings.max_sync_wait,
                     execution_timeout=settings.execution_timeout,
+                    log=storage.executions,
                 ),
                 auth,
                 runner,
@@ -188,6 +190,7 @@ async def server_app(
     Routes(flux.app, flux.calls, flux.auth, limits, mount, idempotent=idempotent).install(web_app)
     browser = ExecutionBrowser(flux.storage.queries, flux.storage.executions)
     ExecutionRoutes(browser, flux.auth, mount).install(web_app)
+    install_cors(web_app, settings.cors.allowed_origins, server_call_routes(mount))
     web_app[FLUX] = flux
     if settings.auth.enabled:  # without auth there is no 401 to carry a challenge
         install_bearer_challenge(web_app)
@@ -285,7 +288,9 @@ def build_standalone_app(
         def extra(app: web.Application, gateway: ServiceGateway) -> None:
             mount_mcp(app, gateway, options)
 
-    return service_app(options, gateway, session=session, extra_setup=extra)
+    app = service_app(options, gateway, session=session, extra_setup=extra)
+    install_cors(app, options.settings.cors.allowed_origins, every_route)
+    return app
 
 
 def _gateway(

@@ -22,6 +22,7 @@ from core.openapi_components import (
     json_body,
     ref,
 )
+from core.stream import MAX_EVENT_ID
 
 MODES = ("sync", "async", "stream")
 
@@ -59,6 +60,14 @@ _PARAMETERS: dict[str, Any] = {
         "in": "path",
         "required": True,
         "schema": {"type": "string"},
+    },
+    "last_event_id": {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": "The `id` of the last event already received: only later events are "
+        "sent (default: the whole log). Anything but an integer in range is a 400.",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
     },
 }
 
@@ -149,8 +158,10 @@ def _endpoint_paths(endpoint: Endpoint, input_schema: Any) -> dict[str, Any]:
             return {"202": ref("responses", "Accepted"), **common}
         if mode == "stream":
             stream = {
-                "description": "Server-sent events, one per state change and task event; the "
-                "last `state` event carries the final execution details.",
+                "description": "Server-sent events, one per state change and task event, each "
+                "with `id:` its sequence number in the execution's log (reattach with "
+                "`GET .../events/{execution_id}` and `Last-Event-ID`); the last `state` event "
+                "carries the final execution details.",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 "headers": REPLAYED,
             }
@@ -199,6 +210,24 @@ def _endpoint_paths(endpoint: Endpoint, input_schema: Any) -> dict[str, Any]:
                     "409": json_body(ref("schemas", "Error"), "Completed or failed: `state`."),
                 },
                 [ref("parameters", "execution_id")],
+            )
+        },
+        f"/{name}/events/{{execution_id}}": {
+            "get": operation(
+                f"events_{name}",
+                f"Stream the events of a {name} run, from its log then live",
+                None,
+                {
+                    "200": {
+                        "description": "Server-sent events of the execution's log with an `id` "
+                        "above `Last-Event-ID`, then live ones until a final state or a pause; "
+                        "starts nothing. An execution already settled ends at once.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "400": ref("responses", "BadRequest"),
+                    "404": ref("responses", "NotFound"),
+                },
+                [ref("parameters", "execution_id"), ref("parameters", "last_event_id")],
             )
         },
         f"/{name}/status/{{execution_id}}": {

@@ -89,8 +89,11 @@ def event_payload(event: ExecutionEvent) -> dict[str, JSON]:
     return {"execution_id": event.execution_id, "key": event.key, "value": event.value}
 
 
-def sse_message(event: str, data: Any) -> str:
-    """One server-sent event: `event: <kind>` and a single JSON `data:` line."""
+def sse_message(event: str, data: Any, event_id: int | None = None) -> str:
+    """One server-sent event: `id: <event_id>` (when given), `event: <kind>` and a single JSON
+    `data:` line."""
     # json.dumps never emits a raw newline, so one data line holds the whole value. `default=str`
     # because a stream already under way can no longer turn into an error status.
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
+    head = "" if event_id is None else f"id: {event_id}\n"
+    data_line = json.dumps(data, separators=(",", ":"), default=str)
+    return f"{head}event: {event}\ndata: {data_line}\n\n"

@@ -18,10 +18,13 @@ from attrs import frozen
 
 from core import permissions, schema
 from core.errors import ExecutionNotFound
-from core.model import Execution, ExecutionEvent, Launch, WorkflowRef, WorkflowVersion
+from core.model import Execution, Launch, WorkflowRef, WorkflowVersion
 from core.permissions import Principal
 from core.resolve import find_endpoint
+from core.stream import StreamItem
 from engine.lookup import ServiceLookup
+from engine.reattach import events_after
+from ports.executions import ExecutionLog
 from ports.executor import Executor
 
 
@@ -50,10 +53,13 @@ class ServiceCalls:
         *,
         max_sync_wait: float = 0,
         execution_timeout: float | None = None,
+        log: ExecutionLog | None = None,
     ) -> None:
         """`max_sync_wait`: seconds a sync call waits at most before it answers the execution
         in its current state (it goes on); 0 is no bound. `execution_timeout`: seconds an
-        execution of a workflow that sets no timeout of its own may be RUNNING."""
+        execution of a workflow that sets no timeout of its own may be RUNNING. `log`: where
+        `events` replays an execution's log from."""
+        self._log = log
         self._lookup = lookup
         self._executor = executor
         self._max_sync_wait = max_sync_wait
@@ -152,11 +158,21 @@ class ServiceCalls:
 
     async def watch(
         self, principal: Principal, target: Target, execution_id: str
-    ) -> AsyncGenerator[Execution | ExecutionEvent, None]:
+    ) -> AsyncGenerator[StreamItem, None]:
         """The execution's progress (state changes and task events) until its stream ends."""
         await self._owned(principal, target, execution_id)
         async for item in self._executor.watch(execution_id):
             yield item
+
+    async def events(
+        self, principal: Principal, target: Target, execution_id: str, *, after: int = 0
+    ) -> AsyncGenerator[StreamItem, None]:
+        """An existing execution's stream from its log (the items past seq `after`), then live
+        until it ends; starts nothing. Checked as `status` is before anything is streamed."""
+        await self._owned(principal, target, execution_id)
+        if self._log is None:
+            raise RuntimeError("these calls were set up without the execution log")
+        return events_after(self._executor, self._log, execution_id, after)
 
     # -- bounded waits ---------------------------------------------------------------------
 

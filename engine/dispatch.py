@@ -34,13 +34,12 @@ from core.model import (
     WorkflowVersion,
 )
 from core.pauses import already_finished, not_resumable, pending_pause
+from core.stream import CREATION_SEQ, StateChange, StreamItem, caught_up, replayed
 from engine import inputs
 from engine.registration import WorkflowLoader
 from engine.runs import new_execution
 from engine.runtime import stored_execution
 from ports.executions import ExecutionLog, ExecutionSignals
-
-Item = ExecutionEvent | Execution
 
 FIRST_POLL = 0.01  # seconds; each wait grows by half up to MAX_POLL, or ends at a signal
 MAX_POLL = 1.0
@@ -123,21 +122,23 @@ class Dispatcher:
                     return execution
         raise AssertionError("unreachable: polling ends only by returning")
 
-    async def watch(self, execution_id: str) -> AsyncIterator[Item]:
-        """State changes and logged task and pause events, polled, until the stream ends."""
-        shown_seq = 0
-        shown: Execution | None = None
+    async def watch(self, execution_id: str) -> AsyncIterator[StreamItem]:
+        """The execution's log as stream items, polled, until the stream ends: first the state
+        it was created in, then each logged event and state in log order."""
+        shown_seq = CREATION_SEQ - 1  # nothing shown yet
         async with contextlib.aclosing(self._polled(execution_id)) as polled:
             async for execution in polled:
-                # The log is read after the execution: events saved with a state come first.
-                for event in await self._store.events(execution_id):
-                    if event.seq > shown_seq and event.kind is not EventKind.STATE:
-                        yield event
-                    shown_seq = max(shown_seq, event.seq)
-                if execution != shown:
-                    shown = execution
-                    yield execution
-                if execution.state.ends_stream:
+                # The log is read after the execution, so it may hold a state newer than it.
+                log = await self._store.events(execution_id)
+                if shown_seq < CREATION_SEQ:
+                    yield StateChange(as_created(execution), CREATION_SEQ)
+                    shown_seq = CREATION_SEQ
+                for item in replayed(execution, log, shown_seq):
+                    if _ahead_of(item, execution):
+                        break  # a final state's output is on the execution: read it again
+                    yield item
+                    shown_seq = item.seq
+                if caught_up(execution, log):
                     return
 
     async def cancel(self, execution_id: str) -> Execution:
@@ -178,3 +179,16 @@ class Dispatcher:
                 delay = min(self._max_poll, delay * 1.5)
         finally:
             changes.close()
+
+
+def as_created(execution: Execution) -> Execution:
+    """`execution` as it was stored first: a start stores it CREATED, before any log entry."""
+    return evolve(execution, state=ExecutionState.CREATED, output=None, error=None, pause_name=None)
+
+
+def _ahead_of(item: StreamItem, execution: Execution) -> bool:
+    return (
+        isinstance(item, StateChange)
+        and item.execution.state.is_final
+        and not execution.state.is_final
+    )

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TYPE_CHECKING
 
 from core.errors import ExecutionNotFound
-from core.model import EventKind, Execution, ExecutionEvent, ExecutionState
+from core.model import EventKind, Execution, ExecutionEvent
+from core.stream import CREATION_SEQ, StateChange, StreamItem, ends, state_seq
 from engine.loop_threads import LoopThread
 from engine.replay import Outcome
 from ports.executions import ExecutionLog
@@ -19,7 +20,10 @@ from ports.executions import ExecutionLog
 if TYPE_CHECKING:
     from engine.runtime import Runtime
 
-Item = ExecutionEvent | Execution
+Item = StreamItem
+# What an executor shows: a state change may be given as the execution alone, and is then shown
+# with the seq of the state entry last written for it (`Watched.state_seq`).
+Shown = ExecutionEvent | StateChange | Execution
 
 
 async def stored_execution(store: ExecutionLog, execution_id: str) -> Execution:
@@ -45,16 +49,21 @@ class Watched:
     ) -> None:
         self.execution = execution
         self.execution_id = execution.execution_id
+        self.state_seq = CREATION_SEQ  # the seq of the log entry of `execution`'s state
         self.settled: asyncio.Future[Execution] = loop.create_future()
         self.history: list[Item] | None = [] if keep_history else None
         self.queues: list[asyncio.Queue[Item]] = []
 
-    def show(self, items: Sequence[Item]) -> None:
+    def show(self, shown: Sequence[Shown]) -> None:
+        items = [self.as_item(item) for item in shown]
         if self.history is not None:
             self.history.extend(items)
         for queue in self.queues:
             for item in items:
                 queue.put_nowait(item)
+
+    def as_item(self, item: Shown) -> Item:
+        return StateChange(item, self.state_seq) if isinstance(item, Execution) else item
 
     def settle(self, execution: Execution) -> None:
         self.execution = execution
@@ -64,7 +73,11 @@ class Watched:
     async def follow(self) -> AsyncIterator[Item]:
         """What the execution did since it started (or was resumed) here, then each change as
         it comes, until a state that ends the stream. Leaving early never affects the run."""
-        backlog = list(self.history) if self.history is not None else [self.execution]
+        backlog = (
+            list(self.history)
+            if self.history is not None
+            else [StateChange(self.execution, self.state_seq)]
+        )
         queue: asyncio.Queue[Item] = asyncio.Queue()
         self.queues.append(queue)
         try:
@@ -131,10 +144,14 @@ class Live(Watched):
 
     def restart_seq(self, log: Sequence[ExecutionEvent]) -> None:
         self._seq = itertools.count(max((event.seq for event in log), default=0) + 1)
+        self.state_seq = state_seq(self.execution, log)
 
     def state_event(self, execution: Execution) -> ExecutionEvent:
-        """The log event of the state `execution` is in now."""
-        return state_event(execution, self.next_seq())
+        """The log event of the state `execution` is in now; the execution is shown with its
+        seq from here on."""
+        event = state_event(execution, self.next_seq())
+        self.state_seq = event.seq
+        return event
 
 
 def state_event(execution: Execution, seq: int) -> ExecutionEvent:
@@ -144,5 +161,7 @@ def state_event(execution: Execution, seq: int) -> ExecutionEvent:
     )
 
 
-def ends(item: Item) -> bool:
-    return isinstance(item, Execution) and ExecutionState(item.state).ends_stream
+async def stored_state(store: ExecutionLog, execution_id: str) -> StateChange:
+    """The stored execution as a watcher of it is shown it, with its state's seq."""
+    execution = await stored_execution(store, execution_id)
+    return StateChange(execution, state_seq(execution, await store.events(execution_id)))

@@ -16,6 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 from attrs import evolve
@@ -34,8 +35,16 @@ from core.model import (
     WorkflowVersion,
 )
 from core.pauses import already_finished, not_resumable, pending_pause
+from core.stream import StreamItem
 from engine import wire
-from engine.live import Item, Watched, new_execution_id, state_event, stored_execution
+from engine.live import (
+    Shown,
+    Watched,
+    new_execution_id,
+    state_event,
+    stored_execution,
+    stored_state,
+)
 from engine.runs import new_execution
 from engine.supervisor import Spawn, Supervisor, WorkerProcess
 from engine.tracking import Tracking
@@ -137,6 +146,7 @@ class LocalPool:
             self._tracked.remove(tracked)
             raise
         tracked.execution = running
+        tracked.state_seq = events[1].seq
         tracked.show([events[0], running])
         self._enqueue(running, [*log_, *events])
         return await asyncio.shield(tracked.settled) if wait else running
@@ -153,8 +163,8 @@ class LocalPool:
             return await asyncio.shield(tracked.settled)
         return await self.get(execution_id)
 
-    async def watch(self, execution_id: str) -> AsyncIterator[Item]:
-        async for item in self._tracked.watch(execution_id, self.get):
+    async def watch(self, execution_id: str) -> AsyncIterator[StreamItem]:
+        async for item in self._tracked.watch(execution_id, partial(stored_state, self._store)):
             yield item
 
     async def cancel(self, execution_id: str) -> Execution:
@@ -310,13 +320,16 @@ class LocalPool:
         self, execution_id: str, events: list[ExecutionEvent], execution: Execution | None = None
     ) -> None:
         """Show watchers what a worker wrote: its log events, then the state it is in (a state
-        event is shown as the execution itself, as the runtime shows it)."""
+        event is shown as the execution itself with the event's seq, as the runtime shows it)."""
         tracked = self._tracked.get(execution_id)
         if tracked is None:
             return
-        items: list[Item] = [e for e in events if e.kind is not EventKind.STATE]
+        items: list[Shown] = [e for e in events if e.kind is not EventKind.STATE]
         if execution is not None:
             tracked.execution = execution
+            tracked.state_seq = max(
+                (e.seq for e in events if e.kind is EventKind.STATE), default=tracked.state_seq
+            )
             items.append(execution)
         if items:
             tracked.show(items)
@@ -392,6 +405,7 @@ class LocalPool:
         await self._store.save(final, [*log_, state_event(final, seq + 1)])
         tracked = self._tracked.get(execution.execution_id)
         if tracked is not None:
+            tracked.state_seq = seq + 1
             tracked.show([*log_, final])
             self._tracked.settle(tracked, final)
         return final

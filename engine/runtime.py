@@ -31,8 +31,9 @@ from core.model import (
     WorkflowVersion,
 )
 from core.pauses import already_finished, not_resumable, pending_pause
+from core.stream import StateChange
 from engine import inputs
-from engine.live import Item, Live, new_execution_id, stored_execution
+from engine.live import Item, Live, new_execution_id, stored_execution, stored_state
 from engine.loop_guard import DEFAULT_LIMIT
 from engine.placement import TASK_THREADS, Placement
 from engine.registration import LoadedWorkflow, WorkflowLoader
@@ -176,11 +177,12 @@ class Runtime:
         return await self._existing(execution_id)
 
     async def watch(self, execution_id: str) -> AsyncIterator[Item]:
-        """Live progress: Execution values for state changes, ExecutionEvents for task and pause
-        events, ending after a state that ends the stream. What the execution did since it
-        started (or was resumed) is replayed first, so subscribing late misses nothing.
+        """Live progress: StateChanges (the execution and its state's log seq) for state changes,
+        ExecutionEvents for task and pause events, ending after a state that ends the stream.
+        What the execution did since it started (or was resumed) is replayed first, so
+        subscribing late misses nothing.
         Leaving the iteration early never affects the execution."""
-        async for item in self._live.watch(execution_id, self._existing):
+        async for item in self._live.watch(execution_id, self._stored_state):
             yield item
 
     async def cancel(self, execution_id: str) -> Execution:
@@ -271,6 +273,9 @@ class Runtime:
 
     async def _existing(self, execution_id: str) -> Execution:
         return await stored_execution(self._store, execution_id)
+
+    async def _stored_state(self, execution_id: str) -> StateChange:
+        return await stored_state(self._store, execution_id)
 
     def _track(self, execution: Execution, *, keep_history: bool) -> Live:
         live = Live(self, execution, keep_history=keep_history)
@@ -364,7 +369,7 @@ class Runtime:
             live.settled.set_exception(exc)
             live.settled.exception()  # retrieved: waiters still get it, nobody gets a warning
         for queue in live.queues:
-            queue.put_nowait(live.execution)  # ends the streams at the last stored state
+            queue.put_nowait(live.as_item(live.execution))  # ends the streams at the last state
         live.queues.clear()
 
     async def _write(

@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 
 from core.errors import FluxError
 from core.model import Execution
+from core.stream import StateChange
 from engine.live import Item, Watched
 
 W = TypeVar("W", bound=Watched)
@@ -67,7 +68,7 @@ class Tracking(Generic[W]):
         self._live.clear()
 
     async def watch(
-        self, execution_id: str, stored: Callable[[str], Awaitable[Execution]]
+        self, execution_id: str, stored: Callable[[str], Awaitable[StateChange]]
     ) -> AsyncIterator[Item]:
         """What `execution_id` shows: its live progress, its recent history, or (for one this
         executor does not drive) its stored state alone."""
@@ -78,10 +79,10 @@ class Tracking(Generic[W]):
                 for item in recent:
                     yield item
                 return
-            execution = await stored(execution_id)
+            state = await stored(execution_id)
             watched = self._live.get(execution_id)
             if watched is None:
-                yield execution
+                yield state
                 return
         async for item in watched.follow():
             yield item

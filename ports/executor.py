@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from core.errors import FluxError
-from core.model import NO_LAUNCH, Execution, ExecutionEvent, Launch, WorkflowVersion
+from core.model import NO_LAUNCH, Execution, Launch, WorkflowVersion
+from core.stream import StreamItem
 
 
 class Executor(Protocol):
@@ -39,8 +40,9 @@ class Executor(Protocol):
     async def wait(self, execution_id: str) -> Execution:
         """The execution once it settles (final or PAUSED)."""
 
-    def watch(self, execution_id: str) -> AsyncIterator[Execution | ExecutionEvent]:
-        """State changes and task events until a state that ends the stream."""
+    def watch(self, execution_id: str) -> AsyncIterator[StreamItem]:
+        """State changes (each with the seq of its state's log entry) and task events until a
+        state that ends the stream."""
 
     async def cancel(self, execution_id: str) -> Execution:
         """Cancel a created, running or paused execution; a CANCELLED one is returned as it is,

@@ -12,12 +12,13 @@ from typing import Any, Literal
 from aiohttp import web
 
 from adapters.http import requests as parse
+from adapters.http import streams
 from adapters.http.errors import json_response
 from core.errors import FluxError, InvalidRequest, NotFound
 from core.idempotency import KEY_HEADER, REPLAYED_HEADER
-from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef
+from core.model import WorkflowRef
 from core.permissions import Principal
-from core.responses import detailed_body, event_payload, shape_execution, sse_message
+from core.responses import shape_execution
 from engine.calls import ServiceCalls, Target
 from engine.idempotent import Answer, IdempotentCalls
 from ports.auth import Authenticate
@@ -55,6 +56,7 @@ class CallRoutes:
             r.add_post(base + "/resume/{execution_id}", self.resume, expect_handler=expect)
             r.add_post(base + "/resume/{execution_id}/{mode}", self.resume, expect_handler=expect)
             r.add_get(base + "/status/{execution_id}", self.status)
+            r.add_get(base + "/events/{execution_id}", self.events)
             r.add_post(base + "/cancel/{execution_id}", self.cancel)
 
     async def run(self, request: web.Request) -> web.StreamResponse:
@@ -139,25 +141,17 @@ class CallRoutes:
         prefix: str,
         answer: Answer,
     ) -> web.StreamResponse:
-        execution = answer.execution
-        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        response = web.StreamResponse(headers={**headers, **_call_headers(answer)})
-        await response.prepare(request)
-        items = self.calls.watch(principal, target, execution.execution_id)
-        async for item in items:
-            if isinstance(item, ExecutionEvent):
-                message = sse_message(str(item.kind), event_payload(item))
-            else:
-                message = sse_message("state", detailed_body(item, prefix))
-            try:
-                await response.write(message.encode())
-            except (ConnectionResetError, RuntimeError):
-                break  # the caller went away; the execution goes on regardless
-            if isinstance(item, Execution) and ExecutionState(item.state).ends_stream:
-                break
-        await items.aclose()
-        await response.write_eof()
-        return response
+        items = self.calls.watch(principal, target, answer.execution.execution_id)
+        return await streams.write_stream(request, items, prefix, _call_headers(answer))
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """An existing execution's events from its log (past `Last-Event-ID`), then live."""
+        principal = await self._principal(request)
+        target, prefix = target_of(request, self.mount)
+        after = streams.last_event_id_of(request)
+        execution_id = request.match_info["execution_id"]
+        items = await self.calls.events(principal, target, execution_id, after=after)
+        return await streams.write_stream(request, items, prefix, {EXECUTION_ID: execution_id})
 
 
 def _call_headers(answer: Answer) -> dict[str, str]:

@@ -34,6 +34,12 @@ HOP_BY_HOP = frozenset(
 # Recomputed or owned by this hop; Accept-Encoding is dropped so the body arrives as sent.
 _NOT_FORWARDED_REQUEST = HOP_BY_HOP | {"host", "content-length", "accept-encoding"}
 _NOT_FORWARDED_RESPONSE = HOP_BY_HOP | {"content-length", "content-encoding", "server", "date"}
+# CORS belongs to each hop: this process answers browsers under its own `cors` settings.
+_NOT_FORWARDED_RESPONSE |= {
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-expose-headers",
+}
 
 
 def rewrite_urls(body: Any, workflow: str) -> Any:

@@ -72,6 +72,7 @@ def service_app(
     app.router.add_post(f"/{_NAME}/resume/{{execution_id}}", _forward)
     app.router.add_post(f"/{_NAME}/resume/{{execution_id}}/{{mode}}", _forward)
     app.router.add_get(f"/{_NAME}/status/{{execution_id}}", _forward)
+    app.router.add_get(f"/{_NAME}/events/{{execution_id}}", _forward)
     app.router.add_post(f"/{_NAME}/cancel/{{execution_id}}", _forward)
     app.router.add_post(f"/{_NAME}/{{mode}}", _forward)
     return app

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from core.errors import ExecutionNotFound, InputValidationError, InvalidState
-from core.model import EventKind, Execution, ExecutionEvent, ExecutionState
+from core.model import EventKind, ExecutionEvent, ExecutionState
+from core.stream import StateChange
 from tests.engine import effects
 
 TYPED = """
@@ -323,7 +324,8 @@ async def test_watch_streams_states_and_task_events_in_order(engine):
     assert execution.state is ExecutionState.CREATED
     items = [item async for item in engine.runtime.watch(execution.execution_id)]
     described = [
-        item.state if isinstance(item, Execution) else (item.kind, item.key) for item in items
+        item.execution.state if isinstance(item, StateChange) else (item.kind, item.key)
+        for item in items
     ]
     assert described == [
         ExecutionState.CREATED,
@@ -333,13 +335,23 @@ async def test_watch_streams_states_and_task_events_in_order(engine):
         (EventKind.PAUSED, "approval#0"),
         ExecutionState.PAUSED,
     ]
-    assert items[-1].output == {"charged": 4}
+    # Each item has its log seq; a state's is that of its STATE entry, the creation's is 0.
+    assert [item.seq for item in items] == [0, 1, 2, 3, 4, 5]
+    logged = await engine.storage.executions.events(execution.execution_id)
+    assert {(e.seq, e.value) for e in logged if e.kind is EventKind.STATE} == {
+        (1, "RUNNING"),
+        (5, "PAUSED"),
+    }
+    assert isinstance(items[-1], StateChange)
+    assert items[-1].execution.output == {"charged": 4}
 
     resumed = await engine.runtime.resume(execution.execution_id, {"ok": False}, wait=False)
     items = [item async for item in engine.runtime.watch(resumed.execution_id)]
     assert isinstance(items[0], ExecutionEvent) and items[0].kind is EventKind.RESUMED
-    assert items[-1].state is ExecutionState.COMPLETED
-    assert items[-1].output == {"charged": 4, "approved": False}
+    assert items[0].seq == 6 and items[1].seq == 7
+    assert isinstance(items[-1], StateChange)
+    assert items[-1].execution.state is ExecutionState.COMPLETED
+    assert items[-1].execution.output == {"charged": 4, "approved": False}
 
 
 async def test_a_watcher_leaving_early_does_not_stop_the_execution(engine):
@@ -387,7 +399,7 @@ async def forever(ctx):
     )
     running = await engine.runtime.start(versions["forever"], None)
     async for item in engine.runtime.watch(running.execution_id):
-        if isinstance(item, Execution) and item.state is ExecutionState.RUNNING:
+        if isinstance(item, StateChange) and item.execution.state is ExecutionState.RUNNING:
             break
     cancelled = await asyncio.wait_for(engine.runtime.cancel(running.execution_id), 5)
     assert cancelled.state is ExecutionState.CANCELLED

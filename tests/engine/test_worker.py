@@ -14,12 +14,12 @@ from adapters.storage.memory import MemoryStorage
 from core.errors import InvalidState
 from core.model import (
     EventKind,
-    Execution,
     ExecutionEvent,
     ExecutionState,
     WorkflowRef,
     WorkflowVersion,
 )
+from core.stream import StateChange
 from engine.dispatch import Dispatcher
 from engine.registration import WorkflowLoader
 from engine.worker import ExecutionWorker
@@ -123,9 +123,15 @@ async def test_sync_and_async_calls_are_run_by_a_worker_and_watched(cluster):
     created = await dispatcher.start(wf, {"a": 0.05, "b": 0})
     assert created.state is ExecutionState.CREATED
     seen = [item async for item in dispatcher.watch(created.execution_id)]
-    assert isinstance(seen[-1], Execution) and seen[-1].state is ExecutionState.COMPLETED
+    assert isinstance(seen[-1], StateChange)
+    assert seen[-1].execution.state is ExecutionState.COMPLETED
     logged = [item.key for item in seen if isinstance(item, ExecutionEvent)]
     assert logged == ["step#0", "step#1"]
+    # The state it was created in first (seq 0), then the log in its order.
+    assert seen[0] == StateChange(seen[0].execution, 0)
+    assert seen[0].execution.state is ExecutionState.CREATED
+    seqs = [item.seq for item in seen]
+    assert seqs == sorted(set(seqs))
 
 
 async def test_a_pause_is_resumed_through_the_store_and_finished_by_a_worker(cluster):
@@ -208,7 +214,7 @@ async def test_signals_wake_an_idle_worker_and_the_waiting_dispatcher(cluster):
     seen = []
     async with contextlib.aclosing(dispatcher.watch(done.execution_id)) as items:
         seen = await asyncio.wait_for(_all(items), 5)
-    assert seen[-1] == done
+    assert isinstance(seen[-1], StateChange) and seen[-1].execution == done
 
 
 async def test_a_resume_wakes_an_idle_worker(cluster):

@@ -60,11 +60,18 @@ def test_every_endpoint_gets_run_modes_resume_and_status() -> None:
             f"/{name}",
             f"/{name}/resume/{{execution_id}}",
             f"/{name}/status/{{execution_id}}",
+            f"/{name}/events/{{execution_id}}",
         }
         expected |= {f"/{name}/{mode}" for mode in ("sync", "async", "stream")}
         expected |= {f"/{name}/resume/{{execution_id}}/{m}" for m in ("sync", "async", "stream")}
         assert expected <= set(doc["paths"])
-    assert len(doc["paths"]) == 20
+    assert len(doc["paths"]) == 22
+    events = doc["paths"]["/invoice/events/{execution_id}"]["get"]
+    assert set(events["responses"]) == {"200", "400", "404"}
+    assert "text/event-stream" in events["responses"]["200"]["content"]
+    header = doc["components"]["parameters"]["last_event_id"]
+    assert header["in"] == "header" and header["name"] == "Last-Event-ID"
+    assert {"$ref": "#/components/parameters/last_event_id"} in events["parameters"]
     cancel = doc["paths"]["/invoice/cancel/{execution_id}"]["post"]
     assert set(cancel["responses"]) == {"200", "404", "409"}
 
