@@ -171,7 +171,8 @@ class IdempotentCalls:
         touched = await self._soon(claimed, lambda: self._touched(principal, target, claimed))
         if touched is None:  # the first resume never reached it
             try:
-                return Answer(await self._given_back(request, claimed, resume()), True)
+                # Not given back on a refusal: the key stays the first request's.
+                return Answer(await resume(), replayed=True)
             except InvalidState:  # resumed meanwhile by another retry
                 pass
         return Answer(await self._attach(principal, target, claimed, wait, wait_at_most), True)

@@ -4,11 +4,13 @@ end-to-end tests cannot time, made deterministic by slowing one storage write do
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
 from core.errors import IdempotencyKeyReused
+from core.idempotency import fingerprint, principal_identity
 from core.model import WorkflowRef
 from core.permissions import EVERYONE
 from engine import idempotent
@@ -60,6 +62,21 @@ class SlowCreates:
             self._held = True
             await self.release.wait()
         await self._log.create(execution)
+
+
+class SlowReads:
+    """The execution log, every `get` taking a moment: concurrent callers all read before any
+    of them writes."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+    async def get(self, execution_id: str) -> Any:
+        await asyncio.sleep(0.01)
+        return await self._log.get(execution_id)
 
 
 async def calls_over(engine, log: Any = None) -> IdempotentCalls:
@@ -128,3 +145,24 @@ async def test_a_key_reused_for_another_body_is_refused_without_running(engine):
     with pytest.raises(IdempotencyKeyReused):
         await calls.call(EVERYONE, ONCE, {"n": 1}, "k", version=1)
     assert effects.counts["once"] == 1
+
+
+async def test_retries_of_a_lost_resume_resume_once_and_keep_the_key(engine, monkeypatch):
+    monkeypatch.setattr(idempotent, "GRACE", 0.05)
+    calls = await calls_over(engine, SlowReads(engine.storage.executions))
+    paused = (await calls.call(EVERYONE, APPROVAL, {}, None)).execution
+    # What a server that died right after claiming a resume's key leaves behind.
+    print_ = fingerprint(
+        "resume", "workflow:keys/approval", "yes", execution_id=paused.execution_id
+    )
+    who = principal_identity(EVERYONE)
+    await engine.storage.idempotency.claim(
+        who, "r", print_, paused.execution_id, now=time.time(), window=60
+    )
+    await asyncio.sleep(0.06)
+    retries = [calls.resume(EVERYONE, APPROVAL, paused.execution_id, "yes", "r") for _ in range(4)]
+    answers = await asyncio.gather(*retries)
+    again = await calls.resume(EVERYONE, APPROVAL, paused.execution_id, "yes", "r")
+    for answer in [*answers, again]:
+        assert answer.replayed and answer.execution.output == {"answer": "yes", "resumes": 1}
+    assert effects.counts["resumed"] == 1
