@@ -55,6 +55,16 @@ _PARAMETERS: dict[str, Any] = {
         "target is a 422. 1 to 255 visible ASCII characters, else a 400.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
     },
+    "callback_url": {
+        "name": "Flux-Callback-Url",
+        "in": "header",
+        "required": False,
+        "description": "Where the execution's details are POSTed, signed (Standard Webhooks), "
+        "each time it completes, fails, is cancelled or pauses. Its host must be one the server "
+        "allows (callbacks.allowed_hosts); another URL, or callbacks not configured, is a 400 "
+        "and nothing runs.",
+        "schema": {"type": "string", "format": "uri", "maxLength": 2048},
+    },
     "execution_id": {
         "name": "execution_id",
         "in": "path",
@@ -178,7 +188,8 @@ def _endpoint_paths(endpoint: Endpoint, input_schema: Any) -> dict[str, Any]:
         }
 
     key = ref("parameters", "idempotency_key")
-    query = [ref("parameters", "version"), ref("parameters", "detailed"), key]
+    callback = ref("parameters", "callback_url")
+    query = [ref("parameters", "version"), ref("parameters", "detailed"), key, callback]
     with_id = [ref("parameters", "execution_id"), ref("parameters", "detailed"), key]
     paths: dict[str, Any] = {
         f"/{name}": {

@@ -16,7 +16,7 @@ from typing import Any
 
 from attrs import frozen
 
-from core import permissions, schema
+from core import callbacks, permissions, schema
 from core.errors import ExecutionNotFound
 from core.model import Execution, Launch, WorkflowRef, WorkflowVersion
 from core.permissions import Principal
@@ -54,12 +54,15 @@ class ServiceCalls:
         max_sync_wait: float = 0,
         execution_timeout: float | None = None,
         log: ExecutionLog | None = None,
+        callback_hosts: tuple[str, ...] | None = None,
     ) -> None:
         """`max_sync_wait`: seconds a sync call waits at most before it answers the execution
         in its current state (it goes on); 0 is no bound. `execution_timeout`: seconds an
         execution of a workflow that sets no timeout of its own may be RUNNING. `log`: where
-        `events` replays an execution's log from."""
+        `events` replays an execution's log from. `callback_hosts`: the hosts a run may name
+        in `callback_url` (None: completion callbacks are not configured)."""
         self._log = log
+        self._callback_hosts = callback_hosts
         self._lookup = lookup
         self._executor = executor
         self._max_sync_wait = max_sync_wait
@@ -75,11 +78,16 @@ class ServiceCalls:
         wait: bool = True,
         wait_at_most: float | None = None,
         execution_id: str | None = None,
+        callback_url: str | None = None,
     ) -> Execution:
         """Run the workflow behind `target` on `body`. With `wait`, returns once the execution
         completes, fails, is cancelled or pauses, or after `wait_at_most` seconds (and the
         server's `max_sync_wait`) in its current state; otherwise as soon as it is stored.
-        `execution_id`: the id to give the execution (`AlreadyExists` when it is taken)."""
+        `execution_id`: the id to give the execution (`AlreadyExists` when it is taken).
+        `callback_url`: where its outcome is POSTed (refused, before anything else, unless
+        callbacks are configured and its host is allowed)."""
+        if callback_url is not None:
+            callbacks.check_callback_url(callback_url, self._callback_hosts)
         pinned = await self._version(target, version)
         permissions.require(principal, permissions.run_permission(pinned.info.ref))
         if pinned.info.input_schema is not None:
@@ -87,6 +95,7 @@ class ServiceCalls:
         launch = Launch(
             execution_id=execution_id,
             service=target.service,
+            callback_url=callback_url,
             timeout=pinned.info.timeout or self._execution_timeout,
         )
         if not wait:

@@ -113,6 +113,7 @@ class IdempotentCalls:
         version: int | None = None,
         wait: bool = True,
         wait_at_most: float | None = None,
+        callback_url: str | None = None,
     ) -> Answer:
         """`ServiceCalls.call`, once per `key` (None: no key, a plain call)."""
 
@@ -125,6 +126,7 @@ class IdempotentCalls:
                 wait=wait,
                 wait_at_most=wait_at_most,
                 execution_id=execution_id,
+                callback_url=callback_url,
             )
 
         if key is None:

@@ -52,7 +52,18 @@ def execution_detail(body: Mapping[str, Any], *, events: bool) -> str:
         lines.append("Events:" if rows else "Events: (none)")
         if rows:
             lines.append(render.table(["ID", "AT", "TYPE", "KEY", "VALUE"], rows))
+    if body.get("callbacks"):
+        lines.append("Callbacks:")
+        lines.append(render.table(["ID", "URL", "STATE", "ATTEMPTS", "LAST ERROR"], _calls(body)))
     return "\n".join(lines)
+
+
+def _calls(body: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """One row per completion callback delivery (docs/executions.md)."""
+    return [
+        (c.get("id"), c.get("url"), c.get("state"), c.get("attempts"), c.get("last_error") or "")
+        for c in body["callbacks"]
+    ]
 
 
 def _value(value: Any) -> str:

@@ -14,6 +14,7 @@ from aiohttp import web
 from adapters.http import requests as parse
 from adapters.http import streams
 from adapters.http.errors import json_response
+from core import callbacks
 from core.errors import FluxError, InvalidRequest, NotFound
 from core.idempotency import KEY_HEADER, REPLAYED_HEADER
 from core.model import WorkflowRef
@@ -67,7 +68,14 @@ class CallRoutes:
         key = parse.idempotency_key_of(request)
         body = await parse.read_json(request, self.max_body_bytes)
         answer = await self.idempotent.call(
-            principal, target, body, key, version=version, wait=mode == "sync", wait_at_most=wait
+            principal,
+            target,
+            body,
+            key,
+            version=version,
+            wait=mode == "sync",
+            wait_at_most=wait,
+            callback_url=request.headers.get(callbacks.HEADER),
         )
         return await self._answer(
             request, principal, target, prefix, mode, "run", answer, detailed, wait
@@ -110,6 +118,7 @@ class CallRoutes:
 
     async def _principal(self, request: web.Request) -> Principal:
         return await self.auth.authenticate(request.headers.get("Authorization"))
+
 
     async def _answer(
         self,

@@ -78,7 +78,7 @@ def test_every_endpoint_gets_run_modes_resume_and_status() -> None:
     run = doc["paths"]["/invoice"]["post"]
     assert set(run["responses"]) == {"200", "202", "400", "404", "409", "413", "422", "500"}
     params = {schema_at(doc, p["$ref"])["name"] for p in run["parameters"]}
-    assert params == {"version", "detailed", "Idempotency-Key"}
+    assert params == {"version", "detailed", "Idempotency-Key", "Flux-Callback-Url"}
     assert run["description"] == "billing/invoice v3: Make one."
     assert set(doc["paths"]["/invoice/async"]["post"]["responses"]) >= {"202", "422"}
     stream = doc["paths"]["/invoice/stream"]["post"]["responses"]["200"]
