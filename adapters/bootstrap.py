@@ -22,6 +22,7 @@ from attrs import frozen
 from adapters.auth.authenticator import Authenticator, verifier_from_settings
 from adapters.config import Settings, StandaloneOptions
 from adapters.http.auth import install_bearer_challenge
+from adapters.http.callback_sender import HttpCallbackSender
 from adapters.http.cors import every_route, install_cors, server_call_routes
 from adapters.http.errors import ACCESS_LOG, AccessLogger, errors_as_json, run_app
 from adapters.http.executions import ExecutionRoutes
@@ -33,6 +34,7 @@ from adapters.storage.factory import open_storage
 from core import errors
 from core.endpoint_cache import ServiceMissing
 from engine.app import FluxApp
+from engine.callbacks import CallbackDeliveries
 from engine.calls import ServiceCalls
 from engine.dispatch import Dispatcher
 from engine.executions import ExecutionBrowser
@@ -83,9 +85,12 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
         # Uploaded modules are read in a sandbox process, never imported here.
         sandbox = Sandbox(timeout=settings.registration_timeout)
         retention = _retention(settings, storage)
+        deliveries = _callback_deliveries(settings, storage)
         try:
             await runner.recover()
             retention.start()
+            if deliveries is not None:  # what was owed before a restart is delivered too
+                deliveries.start()
             yield Flux(
                 storage,
                 FluxApp(
@@ -101,6 +106,9 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
                     max_sync_wait=settings.max_sync_wait,
                     execution_timeout=settings.execution_timeout,
                     log=storage.executions,
+                    callback_hosts=settings.callbacks.allowed_hosts
+                    if settings.callbacks.enabled
+                    else None,
                 ),
                 auth,
                 runner,
@@ -109,6 +117,8 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
             )
         finally:
             try:
+                if deliveries is not None:
+                    await deliveries.stop()
                 await retention.close()
                 await runner.close()
             finally:
@@ -127,6 +137,16 @@ def _retention(settings: Settings, storage: Storage) -> RetentionPurge:
         retention_days=settings.retention_days,
         idempotency_window=settings.idempotency_window,
     )
+
+
+def _callback_deliveries(settings: Settings, storage: Storage) -> CallbackDeliveries | None:
+    """The sender of completion callbacks from the storage's outbox, when callbacks are
+    configured; every replica runs one (each delivery is claimed by one at a time)."""
+    callbacks = settings.callbacks
+    if not callbacks.enabled or callbacks.secret is None:
+        return None
+    sender = HttpCallbackSender(callbacks.secret, callbacks.allowed_hosts)
+    return CallbackDeliveries(storage.outbox, sender)
 
 
 def build_auth(settings: Settings, storage: Storage) -> Authenticator:
@@ -189,7 +209,7 @@ async def server_app(
         RetentionRoutes(flux.retention, flux.auth).install(web_app)
     Routes(flux.app, flux.calls, flux.auth, limits, mount, idempotent=idempotent).install(web_app)
     browser = ExecutionBrowser(flux.storage.queries, flux.storage.executions)
-    ExecutionRoutes(browser, flux.auth, mount).install(web_app)
+    ExecutionRoutes(browser, flux.auth, mount, flux.storage.outbox.deliveries).install(web_app)
     install_cors(web_app, settings.cors.allowed_origins, server_call_routes(mount))
     web_app[FLUX] = flux
     if settings.auth.enabled:  # without auth there is no 401 to carry a challenge

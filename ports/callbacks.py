@@ -16,8 +16,9 @@ from core.callbacks import Attempt, Delivery
 
 class CallbackOutbox(Protocol):
     async def next_due(self) -> float | None:
-        """When the earliest delivery still owed (neither delivered nor given up) is due, its
-        lease aside; None: none is owed."""
+        """When a delivery still owed (neither delivered nor given up) may next be claimed: the
+        earliest `next_at`, or the end of its lease when it is held past that; None: none is
+        owed. A sender that sees a time to come need not claim before it."""
 
     async def claim(self, owner: str, *, limit: int, lease: float, now: float) -> list[Delivery]:
         """Take up to `limit` due deliveries (`next_at <= now`) whose lease is free or expired,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ports.auth import ApiKeyStore
+from ports.callbacks import CallbackOutbox
 from ports.catalog import Catalog
 from ports.executions import (
     ExecutionLog,
@@ -38,9 +39,11 @@ class Storage(Protocol):
     @property
     def api_keys(self) -> ApiKeyStore: ...
     @property
+    def idempotency(self) -> IdempotencyKeys: ...
+    @property
     def retention(self) -> Retention: ...
     @property
-    def idempotency(self) -> IdempotencyKeys: ...
+    def outbox(self) -> CallbackOutbox: ...
 
     async def health(self) -> str:
         """The database's state, probed with a write that stores nothing and bounded in time:

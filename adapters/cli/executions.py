@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 from urllib.parse import urlencode
 
@@ -82,7 +83,10 @@ def execution_list(
     body = session.client.request("GET", "/executions?" + urlencode(query)).body
     session.emit(body, views.execution_list)
     if body.get("next_cursor"):
-        session.note(f"More: flux execution list ... --cursor {body['next_cursor']}")
+        # The same filters again, so the line can be run as it is.
+        again = [f"--{k} {shlex.quote(v)}" for k, v in query if k != "cursor"]
+        more = " ".join(["flux execution list", *again, "--cursor", body["next_cursor"]])
+        session.note(f"More: {more}")
 
 
 @execution.command("show")

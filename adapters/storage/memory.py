@@ -20,6 +20,7 @@ from adapters.storage import text
 from adapters.storage.api_keys import MemoryApiKeyStore
 from adapters.storage.idempotency import MemoryIdempotencyKeys
 from adapters.storage.local_signals import LocalSignals
+from adapters.storage.memory_outbox import MemoryOutbox
 from adapters.storage.memory_queries import MemoryQueries
 from adapters.storage.memory_retention import MemoryRetention
 from core.errors import AlreadyExists, ServiceNotFound
@@ -172,6 +173,7 @@ class MemoryExecutionStore:
         self._events: dict[str, dict[int, ExecutionEvent]] = {}
         self._leases: dict[str, tuple[str, float]] = {}  # execution id -> (owner, until)
         self._signals = signals
+        self.outbox = MemoryOutbox()  # its deliveries are written by `save`
 
     async def create(self, execution: Execution) -> None:
         text.check_execution(execution)
@@ -202,6 +204,7 @@ class MemoryExecutionStore:
         copies = self._checked_events(events)
         self._executions[execution.execution_id] = stored
         self._add(copies)
+        self.outbox.keep(execution, existing)  # with the state, as a transaction would
         self._signal_stored(execution)
 
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
@@ -280,6 +283,7 @@ class MemoryExecutionStore:
             self._executions.pop(execution_id, None)
             self._events.pop(execution_id, None)
             self._leases.pop(execution_id, None)
+        self.outbox.forget(set(execution_ids))
 
     def _signal_stored(self, execution: Execution) -> None:
         self._signals.changed(execution.execution_id)
@@ -345,6 +349,7 @@ class MemoryStorage:
         self.api_keys = MemoryApiKeyStore()
         self.idempotency = MemoryIdempotencyKeys()
         self.retention = MemoryRetention(self.executions, self.idempotency)
+        self.outbox = self.executions.outbox
 
     async def health(self) -> str:
         return "ok"

@@ -40,7 +40,13 @@ class MemoryOutbox:
                 self._leases.pop(delivery.delivery_id, None)
 
     async def next_due(self) -> float | None:
-        return min((d.next_at for d in self._owed()), default=None)
+        return min(
+            (
+                max(d.next_at, self._leases.get(d.delivery_id, ("", d.next_at))[1])
+                for d in self._owed()
+            ),
+            default=None,
+        )
 
     async def claim(self, owner: str, *, limit: int, lease: float, now: float) -> list[Delivery]:
         free = [

@@ -175,6 +175,18 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX idempotency_keys_execution ON idempotency_keys (execution_id);
         """,
     ),
+    Migration(
+        6,
+        "callback deliveries given up on, and the index of those still owed",
+        # A delivery is owed until delivered or given up (24 h of failed attempts); only owed
+        # ones are in the index the sender polls.
+        """
+        ALTER TABLE callback_deliveries ADD COLUMN gave_up_at DOUBLE PRECISION;
+        DROP INDEX callback_deliveries_due;
+        CREATE INDEX callback_deliveries_owed ON callback_deliveries (next_at)
+            WHERE delivered_at IS NULL AND gave_up_at IS NULL;
+        """,
+    ),
 ]
 
 _LEDGER = """

@@ -190,7 +190,8 @@ def test_cli_list_filters_and_pages(flux_server, world):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["EXECUTION", "WORKFLOW", "VERSION", "STATE", "SERVICE", "CREATED"]
-    assert len(lines) == 1 + 2 + 1 and "--cursor " in lines[-1]
+    assert len(lines) == 1 + 2 + 1
+    assert lines[-1].startswith("More: flux execution list --limit 2 --state PAUSED --cursor ")
     cursor = lines[-1].rsplit(" ", 1)[1]
     done = flux(flux_server, "execution", "list", "--state", "PAUSED", "--cursor", cursor)
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 1 + 1

@@ -14,7 +14,7 @@ import asyncpg
 from adapters.storage import text
 from adapters.storage.faults import for_execution
 from adapters.storage.pg_signals import NOTIFY_CHANGED, notifying
-from adapters.storage.postgres import rows
+from adapters.storage.postgres import outbox, rows
 from adapters.storage.postgres.guard import GuardedPool
 from adapters.storage.postgres.rows import EVENT_COLUMNS, EXECUTION_COLUMNS, STATE_UPDATE, affected
 from adapters.storage.postgres.sql import (
@@ -52,10 +52,12 @@ class PostgresExecutionLog:
         try:
             with for_execution(execution.execution_id):
                 async with self._pool.acquire() as conn, conn.transaction():
+                    before = await outbox.prior(conn, execution)
                     if not affected(await conn.execute(_SAVE, *rows.state_values(execution))):
                         # not stored yet: the whole row
                         await conn.execute(CREATE, *rows.execution_values(execution))
                     await insert_events(conn, events)
+                    await outbox.keep(conn, execution, before)  # commits with the state
         except asyncpg.UniqueViolationError:
             raise duplicate_event() from None
 

@@ -14,7 +14,7 @@ import asyncpg
 from adapters.storage import text
 from adapters.storage.faults import for_execution
 from adapters.storage.pg_signals import NOTIFY_CHANGED, notifying
-from adapters.storage.postgres import rows
+from adapters.storage.postgres import outbox, rows
 from adapters.storage.postgres.guard import GuardedPool
 from adapters.storage.postgres.rows import EXECUTION_COLUMNS, STATE_UPDATE, affected
 from adapters.storage.postgres.sql import WRITTEN, duplicate_event, insert_events
@@ -88,12 +88,14 @@ class PostgresLeases:
                 async with self._pool.acquire() as conn, conn.transaction():
                     # The row lock this UPDATE takes orders it against a concurrent claim: either
                     # the claim sees the new state, or this sees the new owner and writes nothing.
+                    before = await outbox.prior(conn, execution)
                     status = await conn.execute(
                         _SAVE_OWNED, *rows.state_values(execution), owner, keep
                     )
                     if not affected(status):
                         return False
                     await insert_events(conn, events)
+                    await outbox.keep(conn, execution, before)  # commits with the state
         except asyncpg.UniqueViolationError:
             raise duplicate_event() from None
         return True

@@ -86,7 +86,8 @@ class PostgresOutbox:
 
     async def next_due(self) -> float | None:
         value = await self._pool.fetchval(
-            f"SELECT MIN(next_at) FROM callback_deliveries WHERE {_OWED}"
+            "SELECT MIN(GREATEST(next_at, COALESCE(lease_until, next_at))) "
+            f"FROM callback_deliveries WHERE {_OWED}"
         )
         return None if value is None else float(value)
 

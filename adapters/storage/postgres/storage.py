@@ -24,6 +24,7 @@ from adapters.storage.postgres.executions import PostgresExecutionLog
 from adapters.storage.postgres.guard import GuardedPool
 from adapters.storage.postgres.idempotency import PostgresIdempotencyKeys
 from adapters.storage.postgres.leases import PostgresLeases
+from adapters.storage.postgres.outbox import PostgresOutbox
 from adapters.storage.postgres.queries import PostgresQueries
 from adapters.storage.postgres.retention import PostgresRetention
 from adapters.storage.postgres.rows import init_connection
@@ -53,6 +54,7 @@ class PostgresStorage:
         self.revisions = PostgresRevisions(guarded)
         self.api_keys = PostgresApiKeyStore(guarded)
         self.idempotency = PostgresIdempotencyKeys(guarded)
+        self.outbox = PostgresOutbox(guarded)
 
     @classmethod
     async def open(

@@ -14,7 +14,7 @@ from adapters.storage import text
 from adapters.storage.batch_reader import BatchReader
 from adapters.storage.group_commit import GroupCommitWriter
 from adapters.storage.local_signals import LocalSignals
-from adapters.storage.sqlite import rows
+from adapters.storage.sqlite import outbox, rows
 from adapters.storage.sqlite.sql import (
     INSERT_EXECUTION,
     all_now,
@@ -67,10 +67,12 @@ class SqliteExecutionLog:
         leasable = execution.state.in_progress
 
         def job(db: sqlite3.Connection) -> bool:
+            before = outbox.prior(db, execution)
             saved = all_now(db, _SAVE_STATE, state)
             if not saved:  # not stored yet: the whole row
                 db.execute(INSERT_EXECUTION, rows.execution_to_params(execution))
             insert_events(db, event_params)
+            outbox.keep(db, execution, before)  # a delivery owed commits with the state
             return bool(saved[0][0]) if saved else leasable
 
         claimable = await write_for(self._writer, job, execution.execution_id)

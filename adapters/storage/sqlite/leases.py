@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from adapters.storage import text
 from adapters.storage.group_commit import GroupCommitWriter
 from adapters.storage.local_signals import LocalSignals
-from adapters.storage.sqlite import rows
+from adapters.storage.sqlite import outbox, rows
 from adapters.storage.sqlite.executions import signal_changes
 from adapters.storage.sqlite.sql import (
     all_now,
@@ -96,9 +96,11 @@ class SqliteLeases:
         event_params = [rows.event_to_params(event) for event in events]
 
         def job(db: sqlite3.Connection) -> bool:
+            before = outbox.prior(db, execution)
             if not changed_now(db, _SAVE_OWNED, (*state, keep, keep, execution_id, owner)):
                 return False
             insert_events(db, event_params)
+            outbox.keep(db, execution, before)  # a delivery owed commits with the state
             return True
 
         saved = await write_for(self._writer, job, execution_id)

@@ -86,7 +86,9 @@ class SqliteOutbox:
 
     async def next_due(self) -> float | None:
         row = await read_one(
-            self._reader, f"SELECT MIN(next_at) FROM callback_deliveries WHERE {_OWED}"
+            self._reader,
+            "SELECT MIN(MAX(next_at, COALESCE(lease_until, next_at))) "
+            f"FROM callback_deliveries WHERE {_OWED}",
         )
         return None if row is None else row[0]
 

@@ -29,6 +29,7 @@ from adapters.storage.sqlite.executions import SqliteExecutionLog
 from adapters.storage.sqlite.idempotency import SqliteIdempotencyKeys
 from adapters.storage.sqlite.leases import SqliteLeases
 from adapters.storage.sqlite.lock import DatabaseLock
+from adapters.storage.sqlite.outbox import SqliteOutbox
 from adapters.storage.sqlite.queries import SqliteQueries
 from adapters.storage.sqlite.retention import SqliteRetention
 from adapters.storage.sqlite.services import SqliteRevisions, SqliteServiceStore
@@ -93,6 +94,7 @@ class SqliteStorage:
         self.revisions = SqliteRevisions(reader)
         self.api_keys = SqliteApiKeyStore(reader, writer)
         self.idempotency = SqliteIdempotencyKeys(writer)
+        self.outbox = SqliteOutbox(reader, writer)
 
     @classmethod
     async def open(
