@@ -181,6 +181,8 @@ PLANNED = [
     (NEWEST_OF_A_WORKFLOW, Cursor(1500.0, "e00500")),
     (EVERYTHING, Cursor(1500.0, "e00500")),
     (ExecutionFilter(service="shop"), None),
+    (ExecutionFilter(namespace="billing"), None),
+    (ExecutionFilter(namespace="default", states=frozenset({ExecutionState.FAILED})), None),
     (ExecutionFilter(states=frozenset({ExecutionState.FAILED})), None),
 ]
 
