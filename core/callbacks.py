@@ -66,13 +66,20 @@ def check_callback_url(url: str, allowed_hosts: tuple[str, ...] | None) -> str:
 def _parts(url: str) -> SplitResult:
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise InvalidRequest(f"{HEADER} must be an http(s) URL of at most {MAX_URL_LENGTH} chars")
+    if not url.isascii():
+        raise InvalidRequest(
+            f"{HEADER} must be ASCII: write an international host name in its xn-- form and "
+            "percent-encode the rest"
+        )
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         raise InvalidRequest(f"{HEADER} must not hold spaces or control characters")
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        port = parts.port  # raises ValueError for a port out of range or not a number
     except ValueError as exc:
         raise InvalidRequest(f"{HEADER} is not a valid URL: {exc}") from None
+    if port == 0:
+        raise InvalidRequest(f"{HEADER} must not name port 0")
     if parts.scheme not in ("http", "https"):
         raise InvalidRequest(f"{HEADER} must use http or https, got {parts.scheme or 'none'!r}")
     if not parts.hostname:
