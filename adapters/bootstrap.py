@@ -36,6 +36,7 @@ from core.endpoint_cache import ServiceMissing
 from engine.app import FluxApp
 from engine.callbacks import CallbackDeliveries
 from engine.calls import ServiceCalls
+from engine.deadlines import DeadlineSweeper
 from engine.dispatch import Dispatcher
 from engine.executions import ExecutionBrowser
 from engine.idempotent import IdempotentCalls
@@ -86,7 +87,9 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
         sandbox = Sandbox(timeout=settings.registration_timeout)
         retention = _retention(settings, storage)
         deliveries = _callback_deliveries(settings, storage)
+        sweeper = DeadlineSweeper(storage.executions)
         try:
+            await sweeper.start()  # first: a deadline passed while down fails, not replays
             await runner.recover()
             retention.start()
             if deliveries is not None:  # what was owed before a restart is delivered too
@@ -117,6 +120,7 @@ async def open_flux(settings: Settings, executor: str = "embedded") -> AsyncIter
             )
         finally:
             try:
+                await sweeper.stop()
                 if deliveries is not None:
                     await deliveries.stop()
                 await retention.close()
@@ -201,12 +205,12 @@ async def server_app(
         middlewares=[errors_as_json],
         client_max_size=max(limits.max_body_bytes, limits.max_upload_bytes) + 64 * 1024,
     )
+    if flux.retention is not None:  # first: its static path before any /executions/{id}
+        RetentionRoutes(flux.retention, flux.auth).install(web_app)
     # Runs and resumes that carry an Idempotency-Key: once per key, over the storage's keys.
     idempotent = IdempotentCalls(
         flux.calls, flux.storage.idempotency, window=settings.idempotency_window
     )
-    if flux.retention is not None:  # first: its static path before any /executions/{id}
-        RetentionRoutes(flux.retention, flux.auth).install(web_app)
     Routes(flux.app, flux.calls, flux.auth, limits, mount, idempotent=idempotent).install(web_app)
     browser = ExecutionBrowser(flux.storage.queries, flux.storage.executions)
     ExecutionRoutes(browser, flux.auth, mount, flux.storage.outbox.deliveries).install(web_app)

@@ -73,6 +73,9 @@ async def run_linked_worker(link_fd: int, *, concurrency: int = DEFAULT_CAPACITY
         grace=1.0,
         share_loop=True,
         progress=link,
+        # A run stuck past its deadline stays held: the server kills this process for it
+        # (engine/pool.py), which is the only way to stop code that never yields.
+        stuck_wait=30.0,
     )
     link.on_revoke = worker.revoke
     loop = asyncio.get_running_loop()

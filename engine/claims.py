@@ -43,6 +43,18 @@ class LeasedExecutions:
         if not await self.leases.save_owned(self.owner, execution, events):
             raise LeaseLost(execution.execution_id)
 
+    async def save_if(
+        self,
+        execution: Execution,
+        events: Sequence[ExecutionEvent],
+        expected: Sequence[ExecutionState],
+    ) -> bool:
+        """A leased execution is in progress by definition: the lease is the condition."""
+        return await self.leases.save_owned(self.owner, execution, events)
+
+    async def overdue(self, now: float, limit: int) -> list[Execution]:
+        return await self.store.overdue(now, limit)
+
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
         if events and not await self.leases.append_owned(self.owner, events):
             raise LeaseLost(events[0].execution_id)

@@ -23,7 +23,8 @@ from typing import Any
 
 from attrs import evolve
 
-from core.errors import AlreadyExists, FluxError
+from core.deadlines import resumed
+from core.errors import AlreadyExists, FluxError, InvalidState
 from core.model import (
     NO_LAUNCH,
     EventKind,
@@ -41,6 +42,7 @@ from engine.runs import new_execution
 from engine.runtime import stored_execution
 from ports.executions import ExecutionLog, ExecutionSignals
 
+CANCEL_ATTEMPTS = 5  # a cancel racing the execution's own writes reads it again this often
 FIRST_POLL = 0.01  # seconds; each wait grows by half up to MAX_POLL, or ends at a signal
 MAX_POLL = 1.0
 
@@ -98,17 +100,23 @@ class Dispatcher:
         now = self._clock()
         seq = max((event.seq for event in log), default=0)
         running = evolve(
-            execution, state=ExecutionState.RUNNING, output=None, pause_name=None, updated_at=now
+            resumed(execution, now),
+            state=ExecutionState.RUNNING,
+            output=None,
+            pause_name=None,
+            updated_at=now,
         )
         events = [
             ExecutionEvent(execution_id, seq + 1, EventKind.RESUMED, key, body, now),
             ExecutionEvent(execution_id, seq + 2, EventKind.STATE, "", str(running.state), now),
         ]
         try:
-            await self._store.save(running, events)
+            saved = await self._store.save_if(running, events, [ExecutionState.PAUSED])
         except AlreadyExists:
             # Another replica resumed it first: its events took these sequence numbers.
             raise not_resumable(execution_id, ExecutionState.RUNNING) from None
+        if not saved:  # resumed, cancelled or timed out by someone else first
+            raise not_resumable(execution_id, (await self.get(execution_id)).state)
         return await self.wait(execution_id) if wait else running
 
     async def get(self, execution_id: str) -> Execution:
@@ -142,12 +150,27 @@ class Dispatcher:
                     return
 
     async def cancel(self, execution_id: str) -> Execution:
-        """Mark it CANCELLED; a worker running it loses its lease and stops writing."""
-        execution = await self.get(execution_id)
-        if execution.state is ExecutionState.CANCELLED:
-            return execution  # cancelled already: the same answer again
-        if execution.state.is_final:
-            raise already_finished(execution)
+        """Mark it CANCELLED; a worker running it loses its lease and stops writing. Written
+        only from the state read: a worker's final save or another replica that lands first
+        wins, and the answer is what it wrote."""
+        for _ in range(CANCEL_ATTEMPTS):
+            execution = await self.get(execution_id)
+            if execution.state is ExecutionState.CANCELLED:
+                return execution  # cancelled already: the same answer again
+            if execution.state.is_final:
+                raise already_finished(execution)
+            cancelled = await self._cancel_from(execution)
+            if cancelled is not None:
+                return cancelled
+        state = (await self.get(execution_id)).state
+        raise InvalidState(
+            f"execution {execution_id} kept changing while being cancelled; try again",
+            state=str(state),
+            execution_id=execution_id,
+        )
+
+    async def _cancel_from(self, execution: Execution) -> Execution | None:
+        execution_id = execution.execution_id
         log = await self._store.events(execution_id)
         seq = max((event.seq for event in log), default=0)
         now = self._clock()
@@ -155,8 +178,11 @@ class Dispatcher:
         state = ExecutionEvent(
             execution_id, seq + 1, EventKind.STATE, "", str(cancelled.state), now
         )
-        await self._store.save(cancelled, [state])
-        return cancelled
+        try:
+            saved = await self._store.save_if(cancelled, [state], [execution.state])
+        except AlreadyExists:
+            return None  # its log grew meanwhile: read it again
+        return cancelled if saved else None
 
     def abandon_waiters(self, error: Callable[[str], FluxError]) -> None:
         """Waits here are polls of the store: the server's own shutdown ends them."""

@@ -130,6 +130,17 @@ class ServerLink:
     async def append(self, events: Sequence[ExecutionEvent]) -> None:
         raise RuntimeError("a local worker writes through its leases only")
 
+    async def save_if(
+        self,
+        execution: Execution,
+        events: Sequence[ExecutionEvent],
+        expected: Sequence[ExecutionState],
+    ) -> bool:
+        raise RuntimeError("a local worker writes through its leases only")
+
+    async def overdue(self, now: float, limit: int) -> list[Execution]:
+        raise RuntimeError("the server enforces the deadlines of what nobody runs")
+
     async def get(self, execution_id: str) -> Execution | None:
         found = await self._ask("get", id=execution_id)
         return None if found is None else wire.execution_in(found)

@@ -21,7 +21,8 @@ from typing import Any
 
 from attrs import evolve
 
-from core.errors import FluxError
+from core.deadlines import overdue, resumed, timeout_error
+from core.errors import AlreadyExists, FluxError
 from core.model import (
     IN_PROGRESS,
     NO_LAUNCH,
@@ -31,20 +32,19 @@ from core.model import (
     ExecutionEvent,
     ExecutionState,
     Launch,
-    WorkflowRef,
     WorkflowVersion,
 )
 from core.pauses import already_finished, not_resumable, pending_pause
 from core.stream import StreamItem
 from engine import wire
 from engine.live import (
-    Shown,
     Watched,
     new_execution_id,
     state_event,
     stored_execution,
     stored_state,
 )
+from engine.pool_requests import WorkerRequests
 from engine.runs import new_execution
 from engine.supervisor import Spawn, Supervisor, WorkerProcess
 from engine.tracking import Tracking
@@ -56,9 +56,15 @@ log = logging.getLogger("flux.workers")
 CRASHES_ALLOWED = 3  # deaths of a worker while running one execution before it is FAILED
 DEFAULT_CAPACITY = 64  # runs one worker process holds at once
 DEFAULT_LEASE = 3.0  # seconds a holding worker may go without renewing before it is killed
+# A worker still holding a run this long past the run's deadline is stuck in code that never
+# awaits (its own timer fails the run at the deadline otherwise): it is killed.
+DEADLINE_GRACE = 1.0
+DEADLINE_CHECK = 0.25  # seconds between two looks at the held runs' deadlines
+UNFINISHED = (*IN_PROGRESS, ExecutionState.PAUSED)
+FINISH_ATTEMPTS = 5  # a settle racing a worker's writes to the log reads the log again
 
 
-class LocalPool:
+class LocalPool(WorkerRequests):
     def __init__(
         self,
         executions: ExecutionLog,
@@ -81,12 +87,14 @@ class LocalPool:
         self._tracked: Tracking[Watched] = Tracking()
         self._owner: dict[str, WorkerProcess] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._deadline: dict[str, float] = {}  # of the runs handed to workers that have one
         self.supervisor = Supervisor(
             workers, spawn, serve=self._serve, on_lost=self._lost, stall_after=lease
         )
 
     async def open(self) -> None:
         await self.supervisor.start()
+        self._keep(self._watch_deadlines())
 
     # -- ports.executor.Executor ------------------------------------------------------------
 
@@ -131,7 +139,7 @@ class LocalPool:
             now = self._clock()
             seq = _last_seq(log_)
             running = evolve(
-                execution,
+                resumed(execution, now),
                 state=ExecutionState.RUNNING,
                 output=None,
                 pause_name=None,
@@ -141,7 +149,11 @@ class LocalPool:
                 ExecutionEvent(execution_id, seq + 1, EventKind.RESUMED, key, body, now),
                 state_event(running, seq + 2),
             ]
-            await self._store.save(running, events)
+            if not await self._store.save_if(running, events, [ExecutionState.PAUSED]):
+                # Failed at its pause's deadline, or cancelled, just before this resume.
+                raise not_resumable(
+                    execution_id, (await stored_execution(self._store, execution_id)).state
+                )
         except BaseException:
             self._tracked.remove(tracked)
             raise
@@ -180,7 +192,10 @@ class LocalPool:
             owner.send({"op": "revoke", "ids": [execution_id]})
             self._dispatch()
         self._pending = deque(run for run in self._pending if run[0].execution_id != execution_id)
-        return await self._finish(execution, ExecutionState.CANCELLED)
+        final = await self._finish(execution, ExecutionState.CANCELLED)
+        if final.state is not ExecutionState.CANCELLED and final.state.is_final:
+            raise already_finished(final)  # its worker's last write landed first
+        return final
 
     def abandon_waiters(self, error: Callable[[str], FluxError]) -> None:
         self._tracked.abandon_waiters(error)
@@ -226,6 +241,9 @@ class LocalPool:
                 worker.last_renew = time.monotonic()  # its clock starts with its first run
             worker.held.add(execution.execution_id)
             self._owner[execution.execution_id] = worker
+            self._deadline.pop(execution.execution_id, None)
+            if execution.deadline is not None:
+                self._deadline[execution.execution_id] = execution.deadline
             tracked = self._tracked.get(execution.execution_id)
             batches.setdefault(worker, []).append(
                 {
@@ -240,116 +258,6 @@ class LocalPool:
     def _late(self, worker: WorkerProcess) -> bool:
         return bool(worker.held) and time.monotonic() - worker.last_renew > self._lease * 0.45
 
-    # -- a worker's requests ----------------------------------------------------------------
-
-    async def _serve(self, worker: WorkerProcess) -> None:
-        assert worker.reader is not None
-        while True:
-            message = await wire.read_frame(worker.reader)
-            op = message.get("op")
-            if op == "renew":
-                worker.last_renew = time.monotonic()
-                held = [i for i in message["ids"] if i in worker.held]
-                worker.send({"op": "reply", "rid": message["rid"], "value": held})
-            elif op == "show":
-                self._show(message)
-            elif op == "ready":
-                worker.ready = True
-                self._dispatch()
-            else:
-                task = asyncio.get_running_loop().create_task(self._answer(worker, message))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, worker: WorkerProcess, message: dict[str, Any]) -> None:
-        reply: dict[str, Any] = {"op": "reply", "rid": message.get("rid")}
-        try:
-            reply["value"] = await self._handle(worker, message)
-        except Exception as exc:
-            log.exception("a request of worker process %d failed", worker.slot)
-            reply["error"] = f"{type(exc).__name__}: {exc}"
-        worker.send(reply)
-
-    async def _handle(self, worker: WorkerProcess, message: dict[str, Any]) -> Any:
-        op = message["op"]
-        if op == "save":
-            return await self._save(
-                worker, wire.execution_in(message["execution"]), wire.events_in(message["events"])
-            )
-        if op == "append":
-            events = wire.events_in(message["events"])
-            if not events:
-                return True
-            if events[0].execution_id not in worker.held:
-                return False
-            await self._store.append(events)
-            self._publish(events[0].execution_id, events)
-            return True
-        if op == "release":
-            await self._release(worker, message["ids"])
-            return None
-        if op == "get":
-            found = await self._store.get(message["id"])
-            return None if found is None else wire.execution_out(found)
-        if op == "events":
-            return [wire.event_out(e) for e in await self._store.events(message["id"])]
-        if op == "version":
-            ref = WorkflowRef.parse(message["ref"])
-            version = await self._versions.get(ref, message["version"])
-            return None if version is None else wire.version_out(version)
-        raise ValueError(f"unknown request {op!r}")
-
-    async def _save(
-        self, worker: WorkerProcess, execution: Execution, events: list[ExecutionEvent]
-    ) -> bool:
-        execution_id = execution.execution_id
-        if execution_id not in worker.held:
-            return False  # cancelled, or given to another worker: this one must stop
-        await self._store.save(execution, events)
-        self._publish(execution_id, events, execution)
-        if not execution.state.in_progress:
-            worker.held.discard(execution_id)
-            self._owner.pop(execution_id, None)
-            self._dispatch()
-            tracked = self._tracked.get(execution_id)
-            if tracked is not None:
-                self._tracked.settle(tracked, execution)
-        return True
-
-    def _publish(
-        self, execution_id: str, events: list[ExecutionEvent], execution: Execution | None = None
-    ) -> None:
-        """Show watchers what a worker wrote: its log events, then the state it is in (a state
-        event is shown as the execution itself with the event's seq, as the runtime shows it)."""
-        tracked = self._tracked.get(execution_id)
-        if tracked is None:
-            return
-        items: list[Shown] = [e for e in events if e.kind is not EventKind.STATE]
-        if execution is not None:
-            tracked.execution = execution
-            tracked.state_seq = max(
-                (e.seq for e in events if e.kind is EventKind.STATE), default=tracked.state_seq
-            )
-            items.append(execution)
-        if items:
-            tracked.show(items)
-
-    def _show(self, message: dict[str, Any]) -> None:
-        tracked = self._tracked.get(message["id"])
-        if tracked is not None:
-            tracked.show(wire.events_in(message["events"]))
-
-    async def _release(self, worker: WorkerProcess, ids: list[str]) -> None:
-        """A stopping worker gives runs back: they go to another worker (none while the server
-        itself stops: then they stay RUNNING on disk)."""
-        for execution_id in ids:
-            if execution_id in worker.held:
-                worker.held.discard(execution_id)
-                self._owner.pop(execution_id, None)
-                execution = await self.get(execution_id)
-                if not self.supervisor.stopping and execution.state.in_progress:
-                    self._enqueue(execution, await self._store.events(execution_id))
-
     # -- a worker lost ----------------------------------------------------------------------
 
     async def _lost(self, worker: WorkerProcess) -> None:
@@ -358,16 +266,28 @@ class LocalPool:
             if self._owner.get(execution_id) is worker:
                 del self._owner[execution_id]
             try:
-                await self._crashed(execution_id, worker)
+                await self._hand_on(execution_id, worker)
             except Exception:
                 log.exception("could not hand execution %s on after its worker died", execution_id)
         self._dispatch()
 
-    async def _crashed(self, execution_id: str, worker: WorkerProcess) -> None:
-        log_ = await self._store.events(execution_id)
+    async def _hand_on(self, execution_id: str, worker: WorkerProcess) -> None:
+        """What becomes of a run whose worker died: it failed at its deadline, or another run's
+        deadline had the worker killed (no crash counted for it), or it crashed."""
         execution = await self.get(execution_id)
         if not execution.state.in_progress:
             return
+        if execution_id in worker.overdue or overdue(execution, self._clock()):
+            self._deadline.pop(execution_id, None)
+            await self._finish(execution, ExecutionState.FAILED, error=timeout_error(execution))
+        elif worker.overdue:
+            self._enqueue(execution, await self._store.events(execution_id))
+        else:
+            await self._crashed(execution, worker)
+
+    async def _crashed(self, execution: Execution, worker: WorkerProcess) -> None:
+        execution_id = execution.execution_id
+        log_ = await self._store.events(execution_id)
         crashes = 1 + sum(1 for event in log_ if event.kind is EventKind.WORKER_LOST)
         seq = _last_seq(log_)
         lost = ExecutionEvent(
@@ -398,17 +318,57 @@ class LocalPool:
         error: ExecutionError | None = None,
         before: list[ExecutionEvent] | None = None,
     ) -> Execution:
-        """Settle an execution that no worker runs any more, from here."""
-        log_ = before or []
-        seq = _last_seq(await self._store.events(execution.execution_id), log_)
-        final = evolve(execution, state=state, error=error, updated_at=self._clock())
-        await self._store.save(final, [*log_, state_event(final, seq + 1)])
-        tracked = self._tracked.get(execution.execution_id)
-        if tracked is not None:
-            tracked.state_seq = seq + 1
-            tracked.show([*log_, final])
+        """Settle an execution that no worker runs any more, from here, unless it finished
+        meanwhile (a worker's last write in flight when it was taken away): then what was
+        stored first is the answer. `before`: events to log first (renumbered after the log)."""
+        execution_id = execution.execution_id
+        for _ in range(FINISH_ATTEMPTS):
+            seq = _last_seq(await self._store.events(execution_id))
+            events = [evolve(event, seq=seq + 1 + i) for i, event in enumerate(before or [])]
+            final = evolve(execution, state=state, error=error, updated_at=self._clock())
+            events.append(state_event(final, seq + 1 + len(events)))
+            try:
+                saved = await self._store.save_if(final, events, UNFINISHED)
+            except AlreadyExists:
+                continue  # its log grew meanwhile: read it again
+            break
+        else:
+            saved = False
+        if not saved:
+            final = await stored_execution(self._store, execution_id)
+            events = []
+        tracked = self._tracked.get(execution_id)
+        if tracked is not None and final.state.ends_stream:
+            if saved:
+                tracked.state_seq = events[-1].seq
+            tracked.show([*events[:-1], final])
             self._tracked.settle(tracked, final)
         return final
+
+    async def _watch_deadlines(self) -> None:
+        """Kill a worker that still holds a run past the run's deadline and a grace: the
+        worker's own timer fails a run at its deadline unless the run's code holds the
+        worker's loop and never awaits, and then only a kill stops it."""
+        while True:
+            await asyncio.sleep(DEADLINE_CHECK)
+            late_after = self._clock() - DEADLINE_GRACE
+            for worker in self.supervisor.live():
+                late = [i for i in worker.held if self._deadline.get(i, late_after) < late_after]
+                if late and not worker.overdue:
+                    worker.overdue.update(late)
+                    log.warning(
+                        "worker process %d (pid %d) holds execution %s past its deadline; "
+                        "killing it",
+                        worker.slot,
+                        worker.pid,
+                        late[0],
+                    )
+                    worker.kill(f"execution {late[0]} ran past its deadline")
+
+    def _keep(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _track(self, execution: Execution, *, keep_history: bool) -> Watched:
         loop = asyncio.get_running_loop()

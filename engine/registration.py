@@ -52,6 +52,7 @@ class LoadedWorkflow:
     source: str
     source_hash: str
     module: types.ModuleType = field(eq=False, repr=False)
+    timeout: float | None = None  # `@workflow.with_options(timeout=...)`; None: the default
 
     @property
     def new_workflow(self) -> NewWorkflow:
@@ -61,6 +62,7 @@ class LoadedWorkflow:
             source_hash=self.source_hash,
             input_schema=self.input_schema,
             description=self.description,
+            timeout=self.timeout,
         )
 
 
@@ -181,6 +183,7 @@ def _describe(item: Workflow, module: types.ModuleType, source: str) -> LoadedWo
         source=source,
         source_hash=source_hash(source, item.ref),
         module=module,
+        timeout=item.timeout,
     )
 
 

@@ -36,11 +36,12 @@ class Suspend(BaseException):
     """Raised by an unanswered pause point. A BaseException so that user code catching
     `Exception` around a pause cannot swallow it."""
 
-    def __init__(self, name: str, key: str, output: Any) -> None:
+    def __init__(self, name: str, key: str, output: Any, timeout: float | None = None) -> None:
         super().__init__(name)
         self.name = name
         self.key = key
         self.output = output
+        self.timeout = timeout
 
 
 @define
@@ -51,6 +52,7 @@ class Outcome:
     output: Any = None
     error: ExecutionError | None = None
     pause_name: str | None = None
+    pause_timeout: float | None = None  # seconds a PAUSED outcome may wait; None: forever
     unsaved: list[ExecutionEvent] = field(factory=list)
     unpublished: list[ExecutionEvent] = field(factory=list)
 
@@ -95,7 +97,10 @@ class Replayer:
         except Suspend as suspend:
             self._emit(EventKind.PAUSED, suspend.key, suspend.output, persist=True)
             return self._outcome(
-                ExecutionState.PAUSED, output=suspend.output, pause_name=suspend.name
+                ExecutionState.PAUSED,
+                output=suspend.output,
+                pause_name=suspend.name,
+                pause_timeout=suspend.timeout,
             )
         except asyncio.CancelledError:
             raise  # a cancel of the run, not a failure of the workflow
@@ -139,11 +144,11 @@ class Replayer:
         await self._flush()
         return result
 
-    async def pause(self, name: str, output: Any) -> Any:
+    async def pause(self, name: str, output: Any, timeout: float | None = None) -> Any:
         key = self._key(self.pauses, name)
         if key in self.resumed:
             return self.resumed[key]
-        raise Suspend(name, key, inputs.to_json(output))
+        raise Suspend(name, key, inputs.to_json(output), timeout)
 
     async def sleep(self, seconds: float) -> None:
         key = self._key(self.calls, SLEEP)

@@ -18,6 +18,7 @@ from typing import Any
 
 from attrs import evolve
 
+from core.deadlines import paused, resumed
 from core.errors import FluxError
 from core.model import (
     IN_PROGRESS,
@@ -33,6 +34,7 @@ from core.model import (
 from core.pauses import already_finished, not_resumable, pending_pause
 from core.stream import StateChange
 from engine import inputs
+from engine.deadlines import STUCK_WAIT, in_time
 from engine.live import Item, Live, new_execution_id, stored_execution, stored_state
 from engine.loop_guard import DEFAULT_LIMIT
 from engine.placement import TASK_THREADS, Placement
@@ -80,6 +82,7 @@ class Runtime:
         self._clock = clock
         self._new_id = new_id
         self.progress = progress
+        self.stuck_wait = STUCK_WAIT  # see engine.deadlines.in_time
         self._loop: asyncio.AbstractEventLoop | None = None
         self._live: Tracking[Live] = Tracking()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -142,23 +145,25 @@ class Runtime:
                 return await self._settle_now(live, ExecutionState.FAILED, error=reloaded)
             loaded, value = reloaded
             now = self._clock()
-            resumed = ExecutionEvent(
+            answer = ExecutionEvent(
                 execution_id, live.next_seq(), EventKind.RESUMED, key, body, now
             )
             running = evolve(
-                execution,
+                resumed(execution, now),
                 state=ExecutionState.RUNNING,
                 output=None,
                 pause_name=None,
                 updated_at=now,
             )
-            await self._store.save(running, [resumed, live.state_event(running)])
+            events = [answer, live.state_event(running)]
+            if not await self._store.save_if(running, events, [ExecutionState.PAUSED]):
+                raise not_resumable(execution_id, (await self._existing(execution_id)).state)
         except BaseException:
             self._forget(live)
             raise
         live.execution = running
-        live.show([resumed, running])
-        self._spawn(live, loaded, value, [*log_, resumed], mark_running=False)
+        live.show([answer, running])
+        self._spawn(live, loaded, value, [*log_, answer], mark_running=False)
         if wait:
             return await asyncio.shield(live.settled)
         return running
@@ -179,8 +184,8 @@ class Runtime:
     async def watch(self, execution_id: str) -> AsyncIterator[Item]:
         """Live progress: StateChanges (the execution and its state's log seq) for state changes,
         ExecutionEvents for task and pause events, ending after a state that ends the stream.
-        What the execution did since it started (or was resumed) is replayed first, so
-        subscribing late misses nothing.
+        What the execution did since it
+        started (or was resumed) is replayed first, so subscribing late misses nothing.
         Leaving the iteration early never affects the execution."""
         async for item in self._live.watch(execution_id, self._stored_state):
             yield item
@@ -321,7 +326,8 @@ class Runtime:
                 live.show([running])
             if live.cancel_requested:
                 raise asyncio.CancelledError
-            outcome = await self._placement.run(live, loaded, value, log_)
+            run = self._placement.run(live, loaded, value, log_)
+            outcome = await in_time(run, live, self._clock, stuck_wait=self.stuck_wait)
         except asyncio.CancelledError:
             if self._closed or not live.cancel_requested:
                 raise  # the runtime is closing: the store keeps it RUNNING for recover()
@@ -349,7 +355,12 @@ class Runtime:
             pause_name=outcome.pause_name,
             updated_at=now,
         )
-        await self._store.save(execution, [*outcome.unsaved, live.state_event(execution)])
+        if outcome.state is ExecutionState.PAUSED:
+            execution = paused(execution, now, outcome.pause_timeout)
+        events = [*outcome.unsaved, live.state_event(execution)]
+        if not await self._store.save_if(execution, events, [live.execution.state]):
+            # Someone else settled it first (a deadline sweep): what is stored is the answer.
+            execution = await self._existing(live.execution_id)
         live.execution = execution
         live.show([*outcome.unpublished, execution])
         self._settled(live, execution)

@@ -36,6 +36,7 @@ import core
 import engine
 import flux
 import ports
+from core.deadlines import valid_timeout
 from core.errors import InvalidName, InvalidWorkflowSource, ShuttingDown
 from core.model import WorkflowRef
 from engine.registration import source_hash
@@ -344,4 +345,5 @@ def _new_workflow(item: Any, source: str) -> NewWorkflow:
         source_hash=source_hash(source, ref),
         input_schema=schema,
         description=description,
+        timeout=valid_timeout(item.get("timeout"), f"the timeout of '{ref}'"),
     )

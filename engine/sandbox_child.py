@@ -7,7 +7,7 @@ Protocol, one request per process:
   "timeout"} (`source` is one module, or a bundle's text: engine.bundles.encode_bundle);
   stdin then stays open and silent until the parent kills this process;
 - fd 1, as inherited: one frame holding the JSON answer, either
-  {"workflows": [{"ref", "input_schema", "description"}, ...]} or
+  {"workflows": [{"ref", "input_schema", "description", "timeout"}, ...]} or
   {"error": message, "details": {...}}.
 
 Before any user code runs, fds 0, 1 and 2 are pointed at /dev/null: whatever the module prints
@@ -141,6 +141,7 @@ def inspect(source: str, filename: str) -> dict[str, Any]:
                 "ref": str(item.ref),
                 "input_schema": item.input_schema,
                 "description": item.description,
+                "timeout": item.timeout,
             }
             for item in loaded
         ]

@@ -42,6 +42,7 @@ class WorkerProcess:
         self.reader: asyncio.StreamReader | None = None
         self.writer: wire.FrameWriter | None = None
         self.held: set[str] = set()
+        self.overdue: set[str] = set()  # held runs past their deadline it was killed for
         self.last_renew = time.monotonic()
         self.ready = False  # until it says so: a booting worker takes no work yet
         self.alive = True

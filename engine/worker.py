@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from engine.claims import LeasedExecutions
+from engine.deadlines import STUCK_WAIT
 from engine.registration import WorkflowLoader
 from engine.runtime import Runtime
 from ports.executions import ExecutionLog, ExecutionSignals, Leases, Listener, Progress
@@ -61,11 +62,14 @@ class ExecutionWorker:
         share_loop: bool = False,
         progress: Progress | None = None,
         clock: Callable[[], float] = time.time,
+        stuck_wait: float = STUCK_WAIT,
     ) -> None:
         """`share_loop`: let async workflow code run on this worker's own loop. Only where a
         stalled loop cannot let another worker run the same execution: under a supervisor that
         kills a worker whose renewals stop (the local pool), not on a shared database where
-        the lease would simply expire while the code still runs."""
+        the lease would simply expire while the code still runs. `stuck_wait`: how long a run
+        past its deadline in a thread that does not yield is held before it is failed anyway
+        (under the local pool: longer than the pool takes to kill this worker for it)."""
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         if lease <= 0:
@@ -89,6 +93,7 @@ class ExecutionWorker:
             clock=clock,
             progress=progress,
         )
+        self._runtime.stuck_wait = stuck_wait
         self._held: dict[str, asyncio.Task[None]] = {}
         self._chores: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None

@@ -7,16 +7,20 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from core.deadlines import valid_timeout
 from flux._hooks import current_replayer
 
 
-async def pause(name: str, output: Any = None) -> Any:
+async def pause(name: str, output: Any = None, *, timeout: float | None = None) -> Any:
     """Suspend the run at the pause point `name` (with `output` shown while paused); returns
-    the body the execution is resumed with."""
+    the body the execution is resumed with. With `timeout` (seconds), an execution not resumed
+    in time ends FAILED (`PauseTimeout`); time spent paused never counts against the
+    workflow's own timeout."""
+    seconds = valid_timeout(timeout, f"the timeout of pause {name!r}")
     replayer = current_replayer.get()
     if replayer is None:
         raise RuntimeError("pause() can only be awaited inside a running workflow")
-    return await replayer.pause(name, output)
+    return await replayer.pause(name, output, seconds)
 
 
 async def sleep(duration: float | timedelta) -> None:

@@ -6,12 +6,14 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from core.deadlines import valid_timeout
 from core.model import WorkflowRef
 from core.names import DEFAULT_NAMESPACE, validate_namespace, validate_workflow_name
 
 
 class Workflow:
-    """A decorated workflow function with its ref and description (the docstring)."""
+    """A decorated workflow function with its ref, description (the docstring) and timeout
+    (seconds an execution may run, paused time not counted; None: the server's default)."""
 
     def __init__(
         self,
@@ -20,8 +22,10 @@ class Workflow:
         name: str | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         description: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.function = function
+        self.timeout = valid_timeout(timeout, f"the timeout of workflow {function.__name__!r}")
         self.ref = WorkflowRef(
             validate_namespace(namespace), validate_workflow_name(name or function.__name__)
         )
@@ -49,7 +53,7 @@ class Workflow:
 
 
 class _WorkflowDecorator:
-    """`@workflow` and `@workflow.with_options(name=..., namespace=...)`."""
+    """`@workflow` and `@workflow.with_options(name=..., namespace=..., timeout=...)`."""
 
     def __call__(self, function: Callable[..., Any]) -> Workflow:
         return Workflow(function)
@@ -60,9 +64,16 @@ class _WorkflowDecorator:
         name: str | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         description: str | None = None,
+        timeout: float | None = None,
     ) -> Callable[[Callable[..., Any]], Workflow]:
         def decorate(function: Callable[..., Any]) -> Workflow:
-            return Workflow(function, name=name, namespace=namespace, description=description)
+            return Workflow(
+                function,
+                name=name,
+                namespace=namespace,
+                description=description,
+                timeout=timeout,
+            )
 
         return decorate
 

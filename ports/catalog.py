@@ -20,6 +20,7 @@ class NewWorkflow:
     source_hash: str
     input_schema: dict | None
     description: str
+    timeout: float | None = None  # seconds an execution may run; None: the server's default
 
 
 @frozen

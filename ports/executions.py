@@ -34,6 +34,21 @@ class ExecutionLog(Protocol):
     async def in_states(self, states: Sequence[ExecutionState]) -> list[Execution]:
         """Executions currently in any of `states` (used for recovery on start)."""
 
+    async def save_if(
+        self,
+        execution: Execution,
+        events: Sequence[ExecutionEvent],
+        expected: Sequence[ExecutionState],
+    ) -> bool:
+        """`save`, only if the execution is stored and its stored state is one of `expected`,
+        checked and written atomically; returns False (and writes nothing) otherwise. Whoever
+        settles an execution it does not drive alone (a cancel, a deadline, a resume) writes
+        through this, so the first of two racing writers wins and the other learns it lost."""
+
+    async def overdue(self, now: float, limit: int) -> list[Execution]:
+        """Up to `limit` executions CREATED, RUNNING or PAUSED whose deadline is at or before
+        `now`, the earliest deadline first."""
+
 
 class WorkflowExecutions(Protocol):
     """What deleting a workflow needs to know of its executions."""

@@ -23,8 +23,9 @@ class Replayer(Protocol):
     async def call_task(self, task: Task, key: str, args: tuple, kwargs: dict) -> Any:
         """Answer a task call from the log, or run it and persist its result."""
 
-    async def pause(self, name: str, output: Any) -> Any:
-        """Answer a pause point with its resume body, or suspend the run."""
+    async def pause(self, name: str, output: Any, timeout: float | None = None) -> Any:
+        """Answer a pause point with its resume body, or suspend the run (for at most `timeout`
+        seconds, None: no limit)."""
 
     async def sleep(self, seconds: float) -> None:
         """Sleep once per run, however many times the run is replayed."""

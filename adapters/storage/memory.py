@@ -71,6 +71,7 @@ class MemoryCatalog:
                 version=version,
                 input_schema=_copy_json(new.input_schema),
                 description=new.description,
+                timeout=new.timeout,
             )
             history.append(WorkflowVersion(info, new.source, new.source_hash, now))
             results.append(Registered(info, created=True))
@@ -167,6 +168,10 @@ class MemoryServiceStore:
         return self._revision
 
 
+# States whose executions still need their code, and may have a deadline.
+UNFINISHED_STATES = (*IN_PROGRESS, ExecutionState.PAUSED)
+
+
 class MemoryExecutionStore:
     def __init__(self, signals: LocalSignals) -> None:
         self._executions: dict[str, Execution] = {}
@@ -225,8 +230,30 @@ class MemoryExecutionStore:
         found = [e for e in self._executions.values() if e.state in wanted]
         return sorted(found, key=lambda e: (e.created_at, e.execution_id))
 
+    async def save_if(
+        self,
+        execution: Execution,
+        events: Sequence[ExecutionEvent],
+        expected: Sequence[ExecutionState],
+    ) -> bool:
+        stored = self._executions.get(execution.execution_id)
+        if stored is None or stored.state not in expected:
+            return False
+        await self.save(execution, events)  # no await inside: nothing runs in between
+        if not execution.state.in_progress:
+            self._leases.pop(execution.execution_id, None)
+        return True
+
+    async def overdue(self, now: float, limit: int) -> list[Execution]:
+        found = [
+            e
+            for e in await self.in_states(UNFINISHED_STATES)
+            if e.deadline is not None and e.deadline <= now
+        ]
+        return sorted(found, key=lambda e: (e.deadline, e.execution_id))[: max(0, limit)]
+
     async def unfinished(self, ref: WorkflowRef, version: int | None = None) -> list[str]:
-        wanted = (*IN_PROGRESS, ExecutionState.PAUSED)
+        wanted = UNFINISHED_STATES
         return [
             e.execution_id
             for e in await self.in_states(wanted)

@@ -28,7 +28,7 @@ _LATEST = f"""
     FROM workflows ORDER BY namespace, name, version DESC
 """
 _SNAPSHOT = f"""
-    SELECT r.value, l.namespace, l.name, l.version, l.input_schema, l.description
+    SELECT r.value, l.namespace, l.name, l.version, l.input_schema, l.description, l.timeout
     FROM revisions r LEFT JOIN ({_LATEST}) l ON TRUE
     WHERE r.key = 'catalog'
     ORDER BY l.namespace, l.name
@@ -39,7 +39,7 @@ _NEWEST = (
 )
 _INSERT = (
     "INSERT INTO workflows (namespace, name, version, source, source_hash, "
-    "input_schema, description, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    "input_schema, description, created_at, timeout) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 )
 # The highest version ever given to a ref, kept when its rows are deleted: versions only grow.
 _HEAD = "SELECT last_version FROM workflow_heads WHERE namespace = $1 AND name = $2"
@@ -97,7 +97,7 @@ class PostgresCatalog:
         if row is None:
             return None
         values = tuple(row)
-        return WorkflowVersion(info(values[:5]), *values[5:])
+        return WorkflowVersion(info(values[:6]), *values[6:])
 
     async def versions(self, ref: WorkflowRef) -> list[WorkflowInfo]:
         found = await self._pool.fetch(
@@ -131,7 +131,7 @@ async def _register_one(conn: asyncpg.Connection, new: NewWorkflow, now: float) 
     """Inside the register transaction: a new version unless the latest has the same source."""
     latest = await conn.fetchrow(_NEWEST, new.ref.namespace, new.ref.name)
     if latest is not None and latest["source_hash"] == new.source_hash:
-        return Registered(info(tuple(latest)[:5]), created=False)
+        return Registered(info(tuple(latest)[:6]), created=False)
     head = await conn.fetchval(_HEAD, new.ref.namespace, new.ref.name)
     version = max(latest["version"] if latest else 0, head or 0) + 1
     await conn.execute(_SET_HEAD, new.ref.namespace, new.ref.name, version)
@@ -141,6 +141,7 @@ async def _register_one(conn: asyncpg.Connection, new: NewWorkflow, now: float) 
         # A copy through JSON: the caller gets back exactly what a read will give.
         None if new.input_schema is None else json.loads(dump(new.input_schema)),
         new.description,
+        new.timeout,
     )
     await conn.execute(
         _INSERT,
@@ -152,5 +153,6 @@ async def _register_one(conn: asyncpg.Connection, new: NewWorkflow, now: float) 
         new.input_schema,
         new.description,
         now,
+        new.timeout,
     )
     return Registered(registered, created=True)

@@ -29,6 +29,9 @@ from core.errors import AlreadyExists
 from core.model import Execution, ExecutionEvent, ExecutionState, WorkflowRef
 
 _SAVE = notifying(f"UPDATE executions SET {STATE_UPDATE} WHERE id = $1{WRITTEN}")
+_SAVE_IF = notifying(
+    f"UPDATE executions SET {STATE_UPDATE} WHERE id = $1 AND state = ANY($9::text[]){WRITTEN}"
+)
 
 
 class PostgresExecutionLog:
@@ -98,6 +101,39 @@ class PostgresExecutionLog:
             f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE state = ANY($1::text[]) "
             "ORDER BY created_at, id",
             wanted,
+        )
+        return [rows.execution(tuple(row)) for row in found]
+
+    async def save_if(
+        self,
+        execution: Execution,
+        events: Sequence[ExecutionEvent],
+        expected: Sequence[ExecutionState],
+    ) -> bool:
+        text.check_execution(execution)
+        text.check_events(events)
+        wanted = sorted({str(state) for state in expected})
+        try:
+            with for_execution(execution.execution_id):
+                async with self._pool.acquire() as conn, conn.transaction():
+                    # The row lock of the UPDATE orders two racing writers: the second one
+                    # reads the state the first one wrote, and writes nothing.
+                    before = await outbox.prior(conn, execution)
+                    status = await conn.execute(_SAVE_IF, *rows.state_values(execution), wanted)
+                    if not affected(status):
+                        return False
+                    await insert_events(conn, events)
+                    await outbox.keep(conn, execution, before)
+        except asyncpg.UniqueViolationError:
+            raise duplicate_event() from None
+        return True
+
+    async def overdue(self, now: float, limit: int) -> list[Execution]:
+        found = await self._pool.fetch(
+            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE deadline <= $1 "
+            f"AND state IN {UNFINISHED} ORDER BY deadline, id LIMIT $2",
+            now,
+            max(0, limit),
         )
         return [rows.execution(tuple(row)) for row in found]
 

@@ -25,7 +25,7 @@ from core.model import (
 )
 from ports.auth import ApiKey
 
-INFO_COLUMNS = "namespace, name, version, input_schema, description"
+INFO_COLUMNS = "namespace, name, version, input_schema, description, timeout"
 SERVICE_COLUMNS = "name, namespaces, workflows, exclusions, mcp_enabled, revision"
 EXECUTION_COLUMNS = (
     "id, namespace, name, version, state, input, output, error, pause_name, created_at, "
@@ -58,8 +58,8 @@ def affected(status: str) -> int:
 
 
 def info(row: Sequence[Any]) -> WorkflowInfo:
-    namespace, name, version, schema, description = row
-    return WorkflowInfo(WorkflowRef(namespace, name), version, schema, description)
+    namespace, name, version, schema, description, timeout = row
+    return WorkflowInfo(WorkflowRef(namespace, name), version, schema, description, timeout)
 
 
 def _ref(text: str) -> WorkflowRef:

@@ -20,7 +20,7 @@ from core.model import CatalogSnapshot, WorkflowInfo, WorkflowRef, WorkflowVersi
 from ports.catalog import NewWorkflow, Registered
 
 _LATEST = """
-    SELECT w.namespace, w.name, w.version, w.input_schema, w.description
+    SELECT w.namespace, w.name, w.version, w.input_schema, w.description, w.timeout
     FROM workflows w
     WHERE w.version = (
         SELECT MAX(x.version) FROM workflows x WHERE x.namespace = w.namespace AND x.name = w.name
@@ -29,18 +29,18 @@ _LATEST = """
 # One statement reads the revision and the rows it belongs to (a statement is one read
 # transaction); the LEFT JOIN keeps the revision row when the catalog is empty.
 _SNAPSHOT = f"""
-    SELECT m.value, l.namespace, l.name, l.version, l.input_schema, l.description
+    SELECT m.value, l.namespace, l.name, l.version, l.input_schema, l.description, l.timeout
     FROM meta m LEFT JOIN ({_LATEST}) l ON 1
     WHERE m.key = 'catalog_revision'
     ORDER BY l.namespace, l.name
 """
 _NEWEST = (
-    "SELECT namespace, name, version, input_schema, description, source_hash "
+    "SELECT namespace, name, version, input_schema, description, timeout, source_hash "
     "FROM workflows WHERE namespace = ? AND name = ? ORDER BY version DESC LIMIT 1"
 )
 _INSERT = (
     "INSERT INTO workflows (namespace, name, version, source, source_hash, "
-    "input_schema, description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "input_schema, description, created_at, timeout) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # The highest version ever given to a ref, kept when its rows are deleted: versions only grow.
 _HEAD = "SELECT last_version FROM workflow_heads WHERE namespace = ? AND name = ?"
@@ -49,8 +49,8 @@ _SET_HEAD = (
     "ON CONFLICT (namespace, name) DO UPDATE SET last_version = excluded.last_version"
 )
 _VERSION = (
-    "SELECT namespace, name, version, input_schema, description, source, source_hash, "
-    "created_at FROM workflows WHERE namespace = ? AND name = ? "
+    "SELECT namespace, name, version, input_schema, description, timeout, source, "
+    "source_hash, created_at FROM workflows WHERE namespace = ? AND name = ? "
 )
 
 
@@ -97,12 +97,12 @@ class SqliteCatalog:
         row = await read_one(self._reader, sql, params)
         if row is None:
             return None
-        return WorkflowVersion(rows.info_from_row(row[:5]), row[5], row[6], row[7])
+        return WorkflowVersion(rows.info_from_row(row[:6]), row[6], row[7], row[8])
 
     async def versions(self, ref: WorkflowRef) -> list[WorkflowInfo]:
         found = await read_all(
             self._reader,
-            "SELECT namespace, name, version, input_schema, description FROM workflows "
+            "SELECT namespace, name, version, input_schema, description, timeout FROM workflows "
             "WHERE namespace = ? AND name = ? ORDER BY version",
             (ref.namespace, ref.name),
         )
@@ -132,12 +132,12 @@ class SqliteCatalog:
 def _register_one(db: sqlite3.Connection, new: NewWorkflow, now: float) -> Registered:
     """Inside the register job: a new version unless the latest one has the same source."""
     latest = one_now(db, _NEWEST, (new.ref.namespace, new.ref.name))
-    if latest is not None and latest[5] == new.source_hash:
-        return Registered(rows.info_from_row(latest[:5]), created=False)
+    if latest is not None and latest[6] == new.source_hash:
+        return Registered(rows.info_from_row(latest[:6]), created=False)
     schema = rows.dump(new.input_schema)
     head = one_now(db, _HEAD, (new.ref.namespace, new.ref.name))
     version = max(latest[2] if latest else 0, head[0] if head else 0) + 1
-    info = WorkflowInfo(new.ref, version, rows.load(schema), new.description)
+    info = WorkflowInfo(new.ref, version, rows.load(schema), new.description, new.timeout)
     db.execute(_SET_HEAD, (new.ref.namespace, new.ref.name, version))
     db.execute(
         _INSERT,
@@ -150,6 +150,7 @@ def _register_one(db: sqlite3.Connection, new: NewWorkflow, now: float) -> Regis
             schema,
             new.description,
             now,
+            new.timeout,
         ),
     )
     return Registered(info, created=True)

@@ -125,6 +125,51 @@ class SqliteExecutionLog:
         )
         return [rows.execution_from_row(row) for row in found]
 
+    async def save_if(
+        self,
+        execution: Execution,
+        events: Sequence[ExecutionEvent],
+        expected: Sequence[ExecutionState],
+    ) -> bool:
+        text.check_execution(execution)
+        text.check_events(events)
+        wanted = sorted({str(state) for state in expected})
+        if not wanted:
+            return False
+        *state, execution_id = rows.execution_state_params(execution)
+        event_params = [rows.event_to_params(event) for event in events]
+        sql = (
+            f"UPDATE executions SET {rows.STATE_UPDATE} WHERE id = ? AND state IN "
+            f"({marks(wanted)}) RETURNING state IN {LEASABLE} AND lease_owner IS NULL"
+        )
+
+        def job(db: sqlite3.Connection) -> bool | None:
+            # One job: the state check and the write share the writer's transaction.
+            before = outbox.prior(db, execution)
+            saved = all_now(db, sql, (*state, execution_id, *wanted))
+            if not saved:
+                return None
+            insert_events(db, event_params)
+            outbox.keep(db, execution, before)
+            return bool(saved[0][0])
+
+        claimable = await write_for(self._writer, job, execution_id)
+        if claimable is None:
+            return False
+        self._signals.changed(execution_id)
+        if claimable:
+            self._signals.claimable()
+        return True
+
+    async def overdue(self, now: float, limit: int) -> list[Execution]:
+        found = await read_all(
+            self._reader,
+            f"SELECT {rows.EXECUTION_COLUMNS} FROM executions WHERE deadline <= ? "
+            f"AND state IN {UNFINISHED} ORDER BY deadline, id LIMIT ?",
+            (now, max(0, limit)),
+        )
+        return [rows.execution_from_row(row) for row in found]
+
     async def unfinished(self, ref: WorkflowRef, version: int | None = None) -> list[str]:
         sql = (
             f"SELECT id FROM executions WHERE namespace = ? AND name = ? AND state IN {UNFINISHED}"

@@ -34,9 +34,9 @@ def _ref(text: str) -> WorkflowRef:
 
 
 def info_from_row(row: Sequence[Any]) -> WorkflowInfo:
-    """(namespace, name, version, input_schema, description)"""
-    namespace, name, version, schema, description = row
-    return WorkflowInfo(WorkflowRef(namespace, name), version, load(schema), description)
+    """(namespace, name, version, input_schema, description, timeout)"""
+    namespace, name, version, schema, description, timeout = row
+    return WorkflowInfo(WorkflowRef(namespace, name), version, load(schema), description, timeout)
 
 
 def service_to_params(service: ServiceDefinition) -> dict[str, Any]:
