@@ -128,6 +128,18 @@ async def test_an_owned_save_tells_its_state_and_a_refused_one_writes_nothing(st
     assert await storage.outbox.deliveries("b") == []
 
 
+async def test_a_conditional_save_tells_its_state_only_when_it_wrote(storage):
+    e = execution()
+    await storage.executions.create(e)
+    cancelled = evolve(e, state=ExecutionState.CANCELLED, updated_at=NOW + 1)
+    running = [ExecutionState.RUNNING]
+    assert await storage.executions.save_if(cancelled, [state_event(cancelled, 1)], running)
+    again = evolve(cancelled, state=ExecutionState.FAILED)
+    assert not await storage.executions.save_if(again, [state_event(again, 2)], running)
+    found = await storage.outbox.deliveries("e1")
+    assert [json.loads(d.payload)["state"] for d in found] == ["CANCELLED"]
+
+
 async def told(storage, count: int) -> list[str]:
     for i in range(count):
         e = execution(f"e{i}", at=NOW + i)
