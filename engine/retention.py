@@ -2,10 +2,13 @@
 past their window are deleted, in the background and by hand.
 
 The background purge runs shortly after the server starts, then every `interval` seconds,
-until the server stops. A run goes batch after batch, sleeping `pause` between batches so
-the calls' writes get the database in between, and is bounded in batches and in time; what
-a bound leaves is taken by the next run. On PostgreSQL every replica runs its own purge:
-the storage adapter makes concurrent purges safe (each execution deleted once).
+until the server stops. A run goes batch after batch and rests between batches so the calls'
+writes get the database in between: at least `pause`, and `REST_PER_WORK` times as long as
+the batch took, so a purge takes at most a fixed share of the database's time however busy
+it is (a busy database makes batches slower, and the rests longer with them). A run is
+bounded in batches and in time; what a bound leaves is taken by the next run. On PostgreSQL
+every replica runs its own purge: the storage adapter makes concurrent purges safe (each
+execution deleted once).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ DAY = 86_400.0
 INTERVAL = 600.0  # seconds between background runs
 FIRST_DELAY = 3.0  # after start: recovery and the first calls go first
 BATCH = 500  # executions per batch (the adapters cut it in smaller transactions)
-PAUSE = 0.05  # seconds between batches: other writers go first
+PAUSE = 0.05  # seconds between batches at least: other writers go first
+REST_PER_WORK = 3.0  # and 3 s of rest per second a batch took: the purge's share is <= 25 %
 MAX_BATCHES = 10_000  # per run: 5 million executions
 BACKGROUND_TIME_LIMIT = 300.0  # seconds a background run may take; the next goes on
 BY_HAND_TIME_LIMIT = 20.0  # seconds of a purge by hand: its caller waits for the answer
@@ -112,8 +116,11 @@ class RetentionPurge:
         return await self._run(cutoff, BACKGROUND_TIME_LIMIT)
 
     async def _background(self) -> None:
+        """Until `close`: a run, then the interval's sleep; after a run a bound stopped, only
+        the first delay's, so a backlog goes at the pace of the rests, not of the interval."""
         await asyncio.sleep(self._first_delay)
         while True:
+            backlog = False
             try:
                 purged = await self.run_once()
             except FluxError as exc:  # storage trouble: the next run tries again
@@ -122,7 +129,8 @@ class RetentionPurge:
                 log.exception("retention purge failed")
             else:
                 self._report(purged)
-            await asyncio.sleep(self._interval)
+                backlog = not purged.complete
+            await asyncio.sleep(self._first_delay if backlog else self._interval)
 
     def _report(self, purged: Purged) -> None:
         if not (purged.executions or purged.idempotency_keys):
@@ -133,7 +141,7 @@ class RetentionPurge:
             purged.executions,
             self._retention_days,
             purged.idempotency_keys,
-            "" if purged.complete else "; more left for the next run",
+            "" if purged.complete else "; more left, the next run goes on with them",
         )
 
     # -- both --------------------------------------------------------------------------------
@@ -155,11 +163,12 @@ class RetentionPurge:
         started after the monotonic time `until`."""
         total = 0
         for _ in range(MAX_BATCHES):
+            began = time.monotonic()
             done = await self._executions.purge_finished(cutoff, self._batch)
             total += done
             if done < self._batch:
                 return total, True
             if time.monotonic() >= until:
                 break
-            await asyncio.sleep(self._pause)
+            await asyncio.sleep(max(self._pause, (time.monotonic() - began) * REST_PER_WORK))
         return total, False
