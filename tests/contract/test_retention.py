@@ -6,13 +6,9 @@ right; two purges at once (two replicas on PostgreSQL) delete each execution onc
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
-import pytest
+from attrs import evolve
 
-from adapters.storage.memory import MemoryStorage
-from adapters.storage.postgres import PostgresStorage
-from adapters.storage.sqlite import SqliteStorage
 from core.model import EventKind, Execution, ExecutionEvent, ExecutionState, WorkflowRef
 from tests.contract.pg import replicas
 
@@ -143,38 +139,25 @@ async def test_two_postgres_replicas_purging_at_once_share_the_work():
         assert (await second.executions.get("paused")) is not None
 
 
-# -- callback deliveries: the outbox table of the SQLite and PostgreSQL adapters -------------
-
-_DELIVERY = (
-    "INSERT INTO callback_deliveries (id, execution_id, url, payload, next_at, created_at) "
-    "VALUES ({}, {}, 'https://hooks.example/x', '{{}}', 1.0, 1.0)"
-)
+# -- callback deliveries: written by the save that finishes (or pauses) an execution -------------
 
 
-async def add_delivery(storage, tmp_path, delivery_id: str, execution_id: str) -> None:
-    if isinstance(storage, SqliteStorage):
-        with sqlite3.connect(tmp_path / "flux.db") as db:
-            db.execute(_DELIVERY.format("?", "?"), (delivery_id, execution_id))
-    else:
-        await storage._pool.execute(_DELIVERY.format("$1", "$2"), delivery_id, execution_id)
-
-
-async def deliveries(storage, tmp_path) -> list[str]:
-    sql = "SELECT execution_id FROM callback_deliveries ORDER BY id"
-    if isinstance(storage, SqliteStorage):
-        with sqlite3.connect(tmp_path / "flux.db") as db:
-            return [row[0] for row in db.execute(sql)]
-    return [row[0] for row in await storage._pool.fetch(sql)]
-
-
-async def test_callback_deliveries_go_with_their_execution(storage, tmp_path):
-    if isinstance(storage, MemoryStorage):
-        pytest.skip("the memory twin keeps no callback outbox in its execution store")
-    assert isinstance(storage, SqliteStorage | PostgresStorage)
-    await store(storage, "done", ExecutionState.COMPLETED, OLD)
-    await store(storage, "waiting", ExecutionState.PAUSED, OLD)
-    await add_delivery(storage, tmp_path, "d1", "done")
-    await add_delivery(storage, tmp_path, "d2", "waiting")
+async def test_callback_deliveries_go_with_their_execution(storage):
+    for execution_id in ("done", "waiting"):
+        running = evolve(
+            execution(execution_id, ExecutionState.RUNNING, OLD),
+            callback_url="https://hooks.example/x",
+        )
+        await storage.executions.create(running)
+    await storage.executions.save(
+        evolve(await storage.executions.get("done"), state=ExecutionState.COMPLETED)
+    )
+    await storage.executions.save(
+        evolve(await storage.executions.get("waiting"), state=ExecutionState.PAUSED)
+    )
+    assert len(await storage.outbox.deliveries("done")) == 1
+    assert len(await storage.outbox.deliveries("waiting")) == 1
 
     assert await storage.retention.purge_finished(CUTOFF, 10) == 1
-    assert await deliveries(storage, tmp_path) == ["waiting"]
+    assert await storage.outbox.deliveries("done") == []
+    assert len(await storage.outbox.deliveries("waiting")) == 1
