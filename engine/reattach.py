@@ -31,37 +31,45 @@ async def events_after(
         await asyncio.sleep(0)  # the pump's first step subscribes it
         events = await log.events(execution_id)
         execution = await stored_execution(log, execution_id)  # read after: as new as the log
-        last = after
-        for item in replayed(execution, events, after):
+        replay = replayed(execution, events, after)
+        for item in replay:
             yield item
-            last = item.seq
         if caught_up(execution, events):
             return
-        replayed_up_to, sent = last, set[int]()
-        while True:
-            shown = await live.get()
-            if shown is None:
-                break  # the pump's end mark
-            if shown.seq <= replayed_up_to or shown.seq in sent:
-                continue
-            if shown.seq > last + 1:
-                for missed in await _logged_between(log, execution_id, last, shown.seq):
-                    if missed.seq not in sent:
-                        yield missed
-                        sent.add(missed.seq)
-            yield shown
-            sent.add(shown.seq)
-            last = max(last, shown.seq)
-            if ends(shown):
-                return
-        # The live watch ended short of a state that ends the stream (it only saw the stored
-        # execution): what the log holds by now closes the stream.
-        for missed in await _logged_between(log, execution_id, last, None):
-            if missed.seq not in sent:
-                yield missed
+        followed = _followed(live, log, execution_id, replay[-1].seq if replay else after)
+        async for item in followed:
+            yield item
     finally:
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
+
+
+async def _followed(
+    live: asyncio.Queue[StreamItem | None], log: ExecutionLog, execution_id: str, replayed: int
+) -> AsyncGenerator[StreamItem, None]:
+    """The live items past seq `replayed`, each once, with what the log holds in a gap before
+    one; until a state that ends the stream, or the watch's end (then the log closes it)."""
+    last, sent = replayed, set[int]()
+    while (shown := await live.get()) is not None:
+        if shown.seq <= replayed or shown.seq in sent:
+            continue
+        gap = (
+            await _logged_between(log, execution_id, last, shown.seq)
+            if shown.seq > last + 1
+            else []
+        )
+        for item in [*gap, shown]:
+            if item.seq not in sent:
+                sent.add(item.seq)
+                yield item
+        last = max(last, shown.seq)
+        if ends(shown):
+            return
+    # The live watch ended short of a state that ends the stream (it only saw the stored
+    # execution): what the log holds by now closes the stream.
+    for item in await _logged_between(log, execution_id, last, None):
+        if item.seq not in sent:
+            yield item
 
 
 async def _pump(items: AsyncIterator[StreamItem], into: asyncio.Queue[StreamItem | None]) -> None:
