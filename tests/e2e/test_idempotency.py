@@ -125,14 +125,14 @@ def test_an_async_retry_gets_the_same_202_and_a_sync_one_waits_for_it(server, tm
 
 def test_a_bounded_retry_of_a_running_call_answers_202_at_the_bound(server, tmp_path):
     out, key = tmp_path / "bounded.txt", new_key()
-    body = {"path": str(out), "sleep": 3.0}
+    body = {"path": str(out), "sleep": 6.0}
     first = call(server.url, f"{BASE}/tally/async", body, key)
     started = time.monotonic()
     again = call(server.url, f"{BASE}/tally", body, key, Prefer="wait=1")
     assert again[0] == 202 and again[1]["state"] in ("CREATED", "RUNNING"), again
     assert again[2]["Preference-Applied"] == "wait=1" and again[2][REPLAYED] == "true"
     assert again[1]["execution_id"] == first[1]["execution_id"]
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 5
 
 
 def test_a_stream_retry_streams_the_first_execution(server, tmp_path):
@@ -287,12 +287,12 @@ def test_cli_run_and_resume_with_an_idempotency_key(server, tmp_path):
 
 def test_cli_wait_bounds_a_sync_run_and_bad_flags_are_refused_locally(server, tmp_path):
     out = tmp_path / "cli-wait.txt"
-    body = json.dumps({"path": str(out), "sleep": 3})
+    body = json.dumps({"path": str(out), "sleep": 8})
     started = time.monotonic()
     waited = _cli(server, "workflow", "run", "idem/tally", body, "--wait", "1", "--detailed")
     assert waited.returncode == 0, waited.stderr
     assert json.loads(waited.stdout)["state"] in ("CREATED", "RUNNING")
-    assert time.monotonic() - started < 2.9
+    assert time.monotonic() - started < 7  # the CLI's own start is slow on a busy machine
     bad_key = _cli(server, "workflow", "run", "idem/tally", body, "--idempotency-key", "a b")
     assert bad_key.returncode == 2 and "--idempotency-key" in bad_key.stderr
     bad_mode = _cli(server, "workflow", "run", "idem/tally", body, "--wait", "1", "--mode", "async")
