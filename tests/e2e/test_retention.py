@@ -163,7 +163,7 @@ def test_the_purge_route_answers_the_count(server):
 
 
 def test_an_execution_a_live_idempotency_key_names_outlives_a_purge(tmp_path):
-    window = 2.0
+    window = 5.0  # long enough for the first half on a busy machine
     server = processes.start_server(tmp_path, env={"FLUX_IDEMPOTENCY_WINDOW": str(window)})
     try:
         prepare(server.url)
@@ -184,7 +184,8 @@ def test_an_execution_a_live_idempotency_key_names_outlives_a_purge(tmp_path):
 
         time.sleep(window + 0.2)  # the key expires: the purge takes both
         status, body = processes.http("POST", f"{server.url}/executions/purge?older_than=0")
-        assert (status, body["purged"], body["idempotency_keys"]) == (200, 1, 1), body
+        # The key may have gone already, in a background run (they purge expired keys too).
+        assert (status, body["purged"]) == (200, 1) and body["idempotency_keys"] <= 1, body
         assert state_of(server.url, "echo", execution_id)[0] == 404
     finally:
         server.stop()
