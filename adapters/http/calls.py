@@ -119,7 +119,6 @@ class CallRoutes:
     async def _principal(self, request: web.Request) -> Principal:
         return await self.auth.authenticate(request.headers.get("Authorization"))
 
-
     async def _answer(
         self,
         request: web.Request,
