@@ -8,31 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from attrs import frozen
 
 from adapters.auth.authenticator import Authenticator, verifier_from_settings
-from adapters.config import Settings, StandaloneOptions
+from adapters.config import Settings
 from adapters.http.auth import install_bearer_challenge
 from adapters.http.callback_sender import HttpCallbackSender
-from adapters.http.cors import every_route, install_cors, server_call_routes
+from adapters.http.cors import install_cors, server_call_routes
 from adapters.http.errors import ACCESS_LOG, AccessLogger, errors_as_json, run_app
 from adapters.http.executions import ExecutionRoutes
-from adapters.http.gateway import HttpServiceGateway
 from adapters.http.retention import RetentionRoutes
 from adapters.http.server import Limits, Routes
-from adapters.http.standalone import log_line, report_clashes, service_app
 from adapters.storage.factory import open_storage
 from core import errors
-from core.endpoint_cache import ServiceMissing
 from engine.app import FluxApp
 from engine.callbacks import CallbackDeliveries
 from engine.calls import ServiceCalls
@@ -47,7 +42,6 @@ from engine.retention import RetentionPurge
 from engine.runtime import Runtime
 from engine.sandbox import Sandbox
 from ports.executor import Executor
-from ports.gateway import ServiceGateway
 from ports.storage import Storage
 
 log = logging.getLogger("flux.auth")
@@ -267,7 +261,7 @@ def serve(settings: Settings, executor: str = "embedded") -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     # Warnings and errors (a worker process replaced, a run that could not be driven) reach
     # the server's standard error, and so does one access line per request (`flux.access`).
-    _log_to_stderr()
+    log_to_stderr()
     run_app(
         server_app(settings, executor),
         host=settings.host,
@@ -282,123 +276,9 @@ def serve(settings: Settings, executor: str = "embedded") -> None:
     )
 
 
-def _log_to_stderr() -> None:
+def log_to_stderr() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     ACCESS_LOG.setLevel(logging.INFO)
     logging.getLogger("flux.retention").setLevel(logging.INFO)  # a line per purge that deleted
-
-
-# -- `flux service start` ----------------------------------------------------------------------
-
-_MCP_SETTING_TIMEOUT = 10.0
-
-
-def build_standalone_app(
-    options: StandaloneOptions,
-    *,
-    session: aiohttp.ClientSession | None = None,
-    clock: Callable[[], float] | None = None,
-    mcp: bool = False,
-) -> web.Application:
-    """The standalone process for `options`: a gateway to the main server with the process's own
-    credentials (`settings.api_key`), its endpoint cache, and `/mcp` when `mcp` is on."""
-    gateway = _gateway(options, session, clock=clock)
-    extra = None
-    if mcp:
-        from adapters.mcp.standalone import mount_mcp
-
-        def extra(app: web.Application, gateway: ServiceGateway) -> None:
-            mount_mcp(app, gateway, options)
-
-    app = service_app(options, gateway, session=session, extra_setup=extra)
-    install_cors(app, options.settings.cors.allowed_origins, every_route)
-    return app
-
-
-def _gateway(
-    options: StandaloneOptions,
-    session: aiohttp.ClientSession | None,
-    *,
-    clock: Callable[[], float] | None = None,
-    upstream_timeout: float | None = None,
-) -> HttpServiceGateway:
-    extra = {} if clock is None else {"clock": clock}
-    return HttpServiceGateway(
-        options.service,
-        options.server_url,
-        session,
-        upstream_timeout=upstream_timeout or options.upstream_timeout,
-        api_key=options.settings.api_key,
-        cache_ttl=options.cache_ttl,
-        on_refresh=report_clashes,
-        **extra,
-    )
-
-
-def serve_standalone(options: StandaloneOptions) -> None:
-    """Run the process until interrupted (what `flux service start` calls)."""
-    _log_to_stderr()
-    url = f"http://{_url_host(options.host)}:{options.port}"
-
-    mcp = False
-
-    def listening(_: str) -> None:
-        log_line(
-            f"serving service {options.service!r} on {url}, forwarding to {options.server_url} "
-            f"(cache TTL {options.cache_ttl:g} s); " + (f"MCP at {url}/mcp" if mcp else "MCP off")
-        )
-
-    async def prepare() -> web.Application:
-        nonlocal mcp
-        mcp = await _mcp_wanted(options)
-        if not _is_loopback(options.host) and not options.settings.api_key:
-            if not (mcp and options.mcp_issuer):
-                print(
-                    f"flux service: warning: listening on {options.host}, beyond this machine, "
-                    "with no credentials of its own (no api_key, no --mcp-issuer): unless the "
-                    "main server requires them, anyone who can reach this port can run the "
-                    "service's workflows",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        return build_standalone_app(options, mcp=mcp)
-
-    run_app(
-        prepare(),
-        host=options.host,
-        port=options.port,
-        on_listening=listening,
-        access_log=ACCESS_LOG,
-        access_log_class=AccessLogger,
-        shutdown_timeout=5.0,
-    )
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-async def _mcp_wanted(options: StandaloneOptions) -> bool:
-    """`--mcp`/`--no-mcp`, else the service's stored `mcp_enabled`."""
-    if options.mcp is not None:
-        return options.mcp
-    timeout = min(options.upstream_timeout, _MCP_SETTING_TIMEOUT)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        gateway = _gateway(options, session, upstream_timeout=timeout)
-        try:
-            known = await gateway.fetch()
-        except errors.FluxError as exc:
-            log_line(f"cannot read the service's MCP setting ({exc.message}); /mcp is off")
-            return False
-    return not isinstance(known, ServiceMissing) and known.service.mcp_enabled

@@ -182,7 +182,7 @@ def service_start(
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    from adapters.bootstrap import serve_standalone
+    from adapters.standalone_process import serve_standalone
 
     with one_line(address=_address(host, port)):
         serve_standalone(options)

@@ -1,7 +1,7 @@
 """The standalone service process: one service at root-level URLs, forwarding to the main server.
 
-`service_app` lays out the aiohttp application around a gateway that the composition root
-(adapters/bootstrap.py) builds; `flux service start` runs it through `bootstrap.serve_standalone`.
+`service_app` lays out the aiohttp application around a gateway that the process's composition
+root (adapters/standalone_process.py) builds and runs for `flux service start`.
 """
 
 from __future__ import annotations

@@ -300,10 +300,10 @@ def test_api_key_falls_back_to_the_settings(
 def test_service_start_hands_its_api_key_to_the_standalone_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import adapters.bootstrap
+    import adapters.standalone_process
 
     started: list[Any] = []
-    monkeypatch.setattr(adapters.bootstrap, "serve_standalone", started.append)
+    monkeypatch.setattr(adapters.standalone_process, "serve_standalone", started.append)
     monkeypatch.chdir(tmp_path)
     result = invoke("service", "start", "billing", env={"FLUX_API_KEY": "k-own"})
     assert result.exit_code == 0, result.output

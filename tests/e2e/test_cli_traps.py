@@ -61,7 +61,7 @@ def test_start_server_on_a_port_in_use(tmp_path: Path, taken_port: int) -> None:
 
 
 def test_service_start_on_a_port_in_use(tmp_path: Path, taken_port: int) -> None:
-    # Needs adapters/bootstrap.py `serve_standalone` to print its "serving ..." line only once
+    # Needs adapters/standalone_process.py `serve_standalone` to print its "serving ..." line only once
     # the port is bound (see the report of the CLI hardening): until then that line comes first.
     args = ["service", "start", "billing", "--host", "127.0.0.1", "--port", str(taken_port)]
     result = flux_in(tmp_path, *args, "--no-mcp", "--server-url", "http://127.0.0.1:9")

@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestServer
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from adapters.bootstrap import build_standalone_app
 from adapters.config import Settings, StandaloneOptions
+from adapters.standalone_process import build_standalone_app
 from tests.e2e import processes
 
 SERVICE = "billing"

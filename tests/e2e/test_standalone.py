@@ -18,9 +18,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from adapters.bootstrap import build_standalone_app
 from adapters.config import Settings, StandaloneOptions
 from adapters.http.standalone import GATEWAY
+from adapters.standalone_process import build_standalone_app
 from tests.e2e import processes
 
 SERVICE = "billing"

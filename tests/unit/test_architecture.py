@@ -96,8 +96,12 @@ EXECUTION_MACHINERY = frozenset(
         "engine.claims",
     }
 )
-# The composition root: the server's and standalone process's graph, and the worker processes'.
-COMPOSITION_ROOTS = (ROOT / "adapters" / "bootstrap.py", ROOT / "adapters" / "worker_process.py")
+# The composition roots: the server's graph, the standalone process's and the worker processes'.
+COMPOSITION_ROOTS = (
+    ROOT / "adapters" / "bootstrap.py",
+    ROOT / "adapters" / "standalone_process.py",
+    ROOT / "adapters" / "worker_process.py",
+)
 
 
 def imported_modules(tree: ast.AST, package: str) -> list[tuple[int, str]]:
