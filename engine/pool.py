@@ -237,6 +237,8 @@ class LocalPool(WorkerRequests):
                 break
             worker = min(workers, key=lambda w: len(w.held))
             execution, log_ = self._pending.popleft()
+            if self._late(worker):
+                worker.given_while_late.add(execution.execution_id)
             if not worker.held:
                 worker.last_renew = time.monotonic()  # its clock starts with its first run
             worker.held.add(execution.execution_id)
@@ -272,15 +274,16 @@ class LocalPool(WorkerRequests):
         self._dispatch()
 
     async def _hand_on(self, execution_id: str, worker: WorkerProcess) -> None:
-        """What becomes of a run whose worker died: it failed at its deadline, or another run's
-        deadline had the worker killed (no crash counted for it), or it crashed."""
+        """What becomes of a run whose worker died: it failed at its deadline; or another run's
+        deadline had the worker killed, or it was given to the worker once that had stopped
+        answering (no crash counted for it either way); or it crashed."""
         execution = await self.get(execution_id)
         if not execution.state.in_progress:
             return
         if execution_id in worker.overdue or overdue(execution, self._clock()):
             self._deadline.pop(execution_id, None)
             await self._finish(execution, ExecutionState.FAILED, error=timeout_error(execution))
-        elif worker.overdue:
+        elif worker.overdue or (worker.stalled and execution_id in worker.given_while_late):
             self._enqueue(execution, await self._store.events(execution_id))
         else:
             await self._crashed(execution, worker)

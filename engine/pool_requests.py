@@ -46,6 +46,7 @@ class WorkerRequests:
             op = message.get("op")
             if op == "renew":
                 worker.last_renew = time.monotonic()
+                worker.given_while_late.clear()  # it was not stuck after all
                 held = [i for i in message["ids"] if i in worker.held]
                 worker.send({"op": "reply", "rid": message["rid"], "value": held})
             elif op == "show":

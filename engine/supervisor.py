@@ -43,6 +43,10 @@ class WorkerProcess:
         self.writer: wire.FrameWriter | None = None
         self.held: set[str] = set()
         self.overdue: set[str] = set()  # held runs past their deadline it was killed for
+        # Runs given to it after it stopped renewing (there was no other worker): should it turn
+        # out stuck, they never ran on it and its death is not theirs to count.
+        self.given_while_late: set[str] = set()
+        self.stalled = False  # killed for not answering
         self.last_renew = time.monotonic()
         self.ready = False  # until it says so: a booting worker takes no work yet
         self.alive = True
@@ -192,6 +196,7 @@ class Supervisor:
                         worker.slot,
                         worker.pid,
                     )
+                    worker.stalled = True
                     worker.kill(f"it did not answer for {self.stall_after:g} s")
 
 
