@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from attrs import evolve, frozen
 
@@ -56,3 +58,21 @@ def looks_at(execution: Execution) -> bool:
     costs nothing more. Every executor saves the execution it was handed whole, URL
     included (it crosses the worker link too), so the URL passed is the one stored."""
     return execution.callback_url is not None and execution.state in callbacks.NOTIFIED
+
+
+# A delivery as both SQL adapters read it: id, execution_id, url, payload (text), created_at,
+# next_at, attempts, delivered_at, gave_up_at, last_error.
+def delivery_from_row(row: Sequence[Any]) -> Delivery:
+    id_, execution_id, url, payload, created, next_at, attempts, delivered, gave_up, error = row
+    return Delivery(
+        delivery_id=id_,
+        execution_id=execution_id,
+        url=url,
+        payload=payload,
+        created_at=created,
+        next_at=next_at,
+        attempts=attempts,
+        delivered_at=delivered,
+        gave_up_at=gave_up,
+        last_error=error,
+    )

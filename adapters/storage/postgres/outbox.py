@@ -8,12 +8,9 @@ concurrent claimers get different deliveries and each attempt is made by one rep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import asyncpg
 
-from adapters.storage.outbox import Prior, looks_at, not_stored, owed
+from adapters.storage.outbox import Prior, delivery_from_row, looks_at, not_stored, owed
 from adapters.storage.postgres.guard import GuardedPool
 from core.callbacks import Attempt, Delivery
 from core.model import Execution, ExecutionState
@@ -64,22 +61,6 @@ async def keep(conn: asyncpg.Connection, execution: Execution, before: Prior | N
         )
 
 
-def delivery(row: Sequence[Any]) -> Delivery:
-    id_, execution_id, url, payload, created, next_at, attempts, delivered, gave_up, error = row
-    return Delivery(
-        delivery_id=id_,
-        execution_id=execution_id,
-        url=url,
-        payload=payload,
-        created_at=created,
-        next_at=next_at,
-        attempts=attempts,
-        delivered_at=delivered,
-        gave_up_at=gave_up,
-        last_error=error,
-    )
-
-
 class PostgresOutbox:
     def __init__(self, pool: GuardedPool) -> None:
         self._pool = pool
@@ -93,7 +74,7 @@ class PostgresOutbox:
 
     async def claim(self, owner: str, *, limit: int, lease: float, now: float) -> list[Delivery]:
         found = await self._pool.fetch(_CLAIM, owner, now + lease, now, max(0, limit))
-        claimed = [delivery(tuple(row)) for row in found]
+        claimed = [delivery_from_row(tuple(row)) for row in found]
         return sorted(claimed, key=lambda d: (d.next_at, d.delivery_id))
 
     async def settle(self, owner: str, delivery_id: str, attempt: Attempt) -> bool:
@@ -117,4 +98,4 @@ class PostgresOutbox:
             "ORDER BY created_at, id",
             execution_id,
         )
-        return [delivery(tuple(row)) for row in found]
+        return [delivery_from_row(tuple(row)) for row in found]

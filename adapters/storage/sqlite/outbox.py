@@ -9,12 +9,11 @@ an attempt of a stopped run of the same server being recorded late.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from typing import Any
 
 from adapters.storage.batch_reader import BatchReader
 from adapters.storage.group_commit import GroupCommitWriter
-from adapters.storage.outbox import Prior, looks_at, not_stored, owed
+from adapters.storage.outbox import Prior, delivery_from_row, looks_at, not_stored, owed
 from adapters.storage.sqlite.sql import all_now, changed_now, one_now, read_all, read_one
 from core.callbacks import Attempt, Delivery
 from core.model import Execution, ExecutionState
@@ -61,22 +60,6 @@ def keep(db: sqlite3.Connection, execution: Execution, before: Prior | None) -> 
 
 def _params(d: Delivery) -> tuple[Any, ...]:
     return (d.delivery_id, d.execution_id, d.url, d.payload, d.created_at, d.next_at)
-
-
-def delivery_from_row(row: Sequence[Any]) -> Delivery:
-    id_, execution_id, url, payload, created, next_at, attempts, delivered, gave_up, error = row
-    return Delivery(
-        delivery_id=id_,
-        execution_id=execution_id,
-        url=url,
-        payload=payload,
-        created_at=created,
-        next_at=next_at,
-        attempts=attempts,
-        delivered_at=delivered,
-        gave_up_at=gave_up,
-        last_error=error,
-    )
 
 
 class SqliteOutbox:
