@@ -11,7 +11,7 @@ these calls and decide nothing themselves.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 from attrs import frozen
@@ -106,12 +106,9 @@ class ServiceCalls:
         # The sync run itself (stored RUNNING, no history kept), waited for at most `bound`.
         stored: list[Execution] = []
         running = _detachable(self._executor.run(pinned, body, launch, started=stored.append))
-        try:
-            return await asyncio.wait_for(asyncio.shield(running), bound)
-        except TimeoutError:
-            if not stored:  # not even stored within the bound: nothing to answer with yet
-                return await running
-            return await self._executor.get(stored[0].execution_id)
+        return await self._at_most(
+            bound, running, lambda: stored[0].execution_id if stored else None
+        )
 
     async def resume(
         self,
@@ -130,10 +127,7 @@ class ServiceCalls:
         if bound is None:
             return await self._executor.resume(execution_id, body, wait=wait)
         resuming = _detachable(self._executor.resume(execution_id, body, wait=True))
-        try:
-            return await asyncio.wait_for(asyncio.shield(resuming), bound)
-        except TimeoutError:
-            return await self._executor.get(execution_id)
+        return await self._at_most(bound, resuming, lambda: execution_id)
 
     async def status(self, principal: Principal, target: Target, execution_id: str) -> Execution:
         return await self._owned(principal, target, execution_id)
@@ -156,10 +150,7 @@ class ServiceCalls:
         bound = self._bound(wait_at_most)
         if bound is None:
             return await settled
-        try:
-            return await asyncio.wait_for(asyncio.shield(settled), bound)
-        except TimeoutError:
-            return await self._executor.get(execution_id)
+        return await self._at_most(bound, settled, lambda: execution_id)
 
     async def cancel(self, principal: Principal, target: Target, execution_id: str) -> Execution:
         await self._owned(principal, target, execution_id)
@@ -188,6 +179,23 @@ class ServiceCalls:
     def _bound(self, wait_at_most: float | None) -> float | None:
         bounds = [b for b in (wait_at_most, self._max_sync_wait or None) if b is not None]
         return min(bounds) if bounds else None
+
+    async def _at_most(
+        self,
+        bound: float,
+        settling: asyncio.Future[Execution],
+        execution_id: Callable[[], str | None],
+    ) -> Execution:
+        """`settling`'s outcome if it comes within `bound` seconds, else the execution as it is
+        then (it goes on); `execution_id` tells which one that is (None: not even stored yet,
+        so there is nothing to answer with but the outcome)."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(settling), bound)
+        except TimeoutError:
+            known = execution_id()
+            if known is None:
+                return await settling
+            return await self._executor.get(known)
 
     # -- checks ------------------------------------------------------------------------------
 
