@@ -314,6 +314,26 @@ def test_one_idempotency_key_sent_to_both_replicas_at_once_makes_one_execution(c
     assert len(started) == 1, started
 
 
+def test_a_cancel_through_one_replica_stops_the_run_a_worker_holds(cluster, replicas):
+    one, two = replicas
+    status, started = one.post("/services/rep/steps/async", _input(cluster, 3, 1.5))
+    assert status == 202, started
+    execution_id = started["execution_id"]
+
+    def running_on_a_worker() -> bool:
+        return any(line[:3] == ["start", execution_id, "step0"] for line in cluster.effect_lines())
+
+    assert processes.until(running_on_a_worker, SETTLE), "no worker started the run"
+    status, body = two.post(f"/services/rep/steps/cancel/{execution_id}", {})
+    assert status == 200 and body["state"] == "CANCELLED", body
+    time.sleep(2 * LEASE)  # the worker learns it at its next renewal at the latest
+    mine = [line for line in cluster.effect_lines() if line[1] == execution_id]
+    assert not [line for line in mine if line[0] == "start" and line[2] != "step0"], mine
+    for api in (one, two):
+        status, body = api.get(f"/services/rep/steps/status/{execution_id}")
+        assert status == 200 and body["state"] == "CANCELLED", body
+
+
 def test_a_workflow_registered_on_one_replica_is_resolved_by_the_other_at_once(replicas):
     one, two = replicas
     two.register(LATER.replace("NS_HERE", "rep"), "later.py")
