@@ -25,10 +25,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def child_env() -> dict[str, str]:
+def child_env(root: Path = ROOT) -> dict[str, str]:
+    """The environment of a child process running the code of the checkout at `root`."""
     # FLUX_* settings of the caller's shell must not leak into a benchmark's fresh server.
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -64,8 +65,11 @@ def machine_busy_seconds() -> float:
 class Process:
     """One child process serving HTTP on 127.0.0.1:port."""
 
-    def __init__(self, label: str, args: list[str], cwd: Path, port: int) -> None:
-        self.label, self.args, self.cwd, self.port = label, args, cwd, port
+    def __init__(
+        self, label: str, args: list[str], cwd: Path, port: int, root: Path = ROOT
+    ) -> None:
+        """`root`: the checkout whose code the process runs (another one: `bench/ab.py`)."""
+        self.label, self.args, self.cwd, self.port, self.root = label, args, cwd, port, root
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = cwd / f"{label}-{port}.log"
         self.proc: asyncio.subprocess.Process | None = None
@@ -82,7 +86,7 @@ class Process:
                 sys.executable,
                 *self.args,
                 cwd=self.cwd,
-                env=child_env(),
+                env=child_env(self.root),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
@@ -163,10 +167,10 @@ async def running(process: Process) -> AsyncIterator[Process]:
         await process.stop()
 
 
-def flux_server(cwd: Path, *extra: str) -> Process:
+def flux_server(cwd: Path, *extra: str, root: Path = ROOT) -> Process:
     port = free_port()
     args = ["-m", "adapters.cli", "start", "server", "--host", "127.0.0.1", "--port", str(port)]
-    return Process("server", [*args, *extra], cwd, port)
+    return Process("server", [*args, *extra], cwd, port, root)
 
 
 def children_of(pid: int) -> list[int]:

@@ -118,10 +118,12 @@ class Suite:
     # --- plumbing --------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def flux(self, label: str, *extra: str) -> AsyncIterator[procs.Process]:
+    async def flux(
+        self, label: str, *extra: str, root: Path = procs.ROOT
+    ) -> AsyncIterator[procs.Process]:
         """A fresh main server with the bench workflows registered and the bench service;
-        `extra`: more `flux start server` flags."""
-        server = procs.flux_server(self.workdirs.new(label), *extra)
+        `extra`: more `flux start server` flags; `root`: the checkout whose code it runs."""
+        server = procs.flux_server(self.workdirs.new(label), *extra, root=root)
         async with procs.running(server):
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
                 await register(s, server.url, BENCH_MODULE, "bench_workflows.py")

@@ -10,7 +10,8 @@ from core.model import IN_PROGRESS, ExecutionState
 LEASABLE = "(" + ", ".join(f"'{state}'" for state in IN_PROGRESS) + ")"
 
 # The states whose executions still need their workflow's code: in progress, or PAUSED (a
-# resume runs on). (PostgreSQL migration 3's partial index spells it out.)
+# resume runs on). (PostgreSQL migration 3's partial index and the deadline index of SQLite
+# migration 10 / PostgreSQL migration 8 spell it out, in this order.)
 UNFINISHED = "(" + ", ".join(f"'{state}'" for state in (*IN_PROGRESS, ExecutionState.PAUSED)) + ")"
 
 # The final states, whose executions a retention purge may delete. Spelled in the order of
