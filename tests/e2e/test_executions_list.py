@@ -223,8 +223,6 @@ def test_cli_cancel_takes_just_the_id(flux_server, api):
 
 def test_cli_events_prints_each_event_as_a_json_line_and_ends(flux_server, world):
     done = flux(flux_server, "execution", "events", world["order"][0])
-    if done.returncode != 0 and ("(404)" in done.stderr or "(405)" in done.stderr):
-        pytest.skip("the server has no events route yet")
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert lines and all(set(line) == {"id", "event", "data"} for line in lines)
