@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.idempotency import cpu_us_per_call
-from bench.load import LoadResult
+from bench.idempotency import cpu_row, server_cpu_us
 from bench.operations import echo_call
-from bench.scenarios import SYNC_PATH, Plan, Suite, run_row
+from bench.scenarios import SYNC_PATH, Plan, Suite
 
 CONCURRENCIES = (1, 16)
 
@@ -43,10 +42,6 @@ def _ratio(head: float | None, base: float | None) -> float | None:
     return round(head / base, 3) if head and base else None
 
 
-def _side(result: LoadResult) -> dict[str, Any]:
-    return {**run_row("sync call", result), "server_cpu_us_per_call": cpu_us_per_call(result)}
-
-
 async def compare(suite: Suite, base_root: Path) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     async with suite.flux("head") as head, suite.flux("base", root=base_root) as base:
@@ -59,11 +54,11 @@ async def compare(suite: Suite, base_root: Path) -> dict[str, Any]:
                 concurrency,
             )
             rows[f"c{concurrency}"] = {
-                "head": _side(on_head),
-                "base": _side(on_base),
+                "head": cpu_row("sync call", on_head),
+                "base": cpu_row("sync call", on_base),
                 "throughput_ratio": _ratio(on_head.ops_per_s, on_base.ops_per_s),
                 "p50_ratio": _ratio(on_head.p50_ms, on_base.p50_ms),
-                "cpu_per_call_ratio": _ratio(cpu_us_per_call(on_head), cpu_us_per_call(on_base)),
+                "cpu_per_call_ratio": _ratio(server_cpu_us(on_head), server_cpu_us(on_base)),
             }
     return rows
 

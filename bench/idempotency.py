@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.load import Failed, LoadResult, Operation
+from bench.load import Failed, LoadResult, Operation, cpu_us_per_call
 from bench.operations import BODY, JSON, echo_call
 from bench.scenarios import SYNC_PATH, Suite, run_row
 
@@ -45,14 +45,12 @@ def keyed_call(url: str, key: str | None = None, body: Any = BODY) -> Operation:
     return operation
 
 
-def cpu_us_per_call(result: LoadResult) -> float | None:
-    if result.server_cpu_pct is None or not result.operations:
-        return None
-    return round(result.server_cpu_pct / 100 * result.seconds / result.operations * 1e6, 1)
+def cpu_row(case: str, result: LoadResult) -> dict[str, Any]:
+    return {**run_row(case, result), "server_cpu_us_per_call": server_cpu_us(result)}
 
 
-def _row(case: str, result: LoadResult) -> dict[str, Any]:
-    return {**run_row(case, result), "server_cpu_us_per_call": cpu_us_per_call(result)}
+def server_cpu_us(result: LoadResult) -> float | None:
+    return cpu_us_per_call(result, result.server_cpu_pct)
 
 
 async def idempotency(suite: Suite) -> dict[str, Any]:
@@ -70,10 +68,10 @@ async def idempotency(suite: Suite) -> dict[str, Any]:
                 ],
                 concurrency,
             )
-            runs.append(_row("baseline: sync call without a key", without))
-            runs.append(_row("sync call, a fresh Idempotency-Key per call", with_key))
-            runs.append(_row("sync call, one key retried (replays)", replay))
-            base, keyed = cpu_us_per_call(without), cpu_us_per_call(with_key)
+            runs.append(cpu_row("baseline: sync call without a key", without))
+            runs.append(cpu_row("sync call, a fresh Idempotency-Key per call", with_key))
+            runs.append(cpu_row("sync call, one key retried (replays)", replay))
+            base, keyed = server_cpu_us(without), server_cpu_us(with_key)
             ratios[f"c{concurrency}"] = round(keyed / base, 3) if base and keyed else None
     return {
         "title": "Idempotency-Key: sync calls with a fresh key per call vs without",

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from bench import procs
-from bench.load import LoadResult
+from bench.load import LoadResult, cpu_us_per_call
 from bench.operations import echo_call
 from bench.scenarios import SYNC_PATH, Suite, run_row, say
 from bench.workloads import SERVICE
@@ -21,16 +21,10 @@ from bench.workloads import SERVICE
 BURN_PATH = f"/services/{SERVICE}/burn"
 
 
-def _per_call(result: LoadResult, cpu_pct: float | None) -> float | None:
-    if cpu_pct is None or not result.operations:
-        return None
-    return round(cpu_pct / 100 * result.seconds / result.operations * 1e6, 1)
-
-
 def _row(case: str, result: LoadResult, server_pct: float | None) -> dict[str, Any]:
     row = run_row(case, result)
-    row["server_cpu_us_per_call"] = _per_call(result, server_pct)
-    row["family_cpu_us_per_call"] = _per_call(result, result.server_cpu_pct)
+    row["server_cpu_us_per_call"] = cpu_us_per_call(result, server_pct)
+    row["family_cpu_us_per_call"] = cpu_us_per_call(result, result.server_cpu_pct)
     return row
 
 

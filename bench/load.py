@@ -59,6 +59,13 @@ class LoadResult:
         return attrs.asdict(self)
 
 
+def cpu_us_per_call(result: LoadResult, cpu_pct: float | None) -> float | None:
+    """Microseconds of CPU per operation, from a CPU share (percent of one core) over the load."""
+    if cpu_pct is None or not result.operations:
+        return None
+    return round(cpu_pct / 100 * result.seconds / result.operations * 1e6, 1)
+
+
 def percentile(ordered: list[float], fraction: float) -> float:
     """Nearest-rank percentile of an ascending list (0.0 when empty)."""
     if not ordered:

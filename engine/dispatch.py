@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
@@ -37,6 +36,7 @@ from core.model import (
 from core.pauses import already_finished, not_resumable, pending_pause
 from core.stream import CREATION_SEQ, StateChange, StreamItem, caught_up, replayed
 from engine import inputs
+from engine.live import new_execution_id
 from engine.registration import WorkflowLoader
 from engine.runs import new_execution
 from engine.runtime import stored_execution
@@ -55,7 +55,7 @@ class Dispatcher:
         *,
         loader: WorkflowLoader | None = None,
         clock: Callable[[], float] = time.time,
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_id: Callable[[], str] = new_execution_id,
         first_poll: float = FIRST_POLL,
         max_poll: float = MAX_POLL,
     ) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -52,6 +51,7 @@ from core.idempotency import KEY_HEADER, Kind, fingerprint, principal_identity, 
 from core.model import Execution, ExecutionState
 from core.permissions import Principal
 from engine.calls import ServiceCalls, Target
+from engine.live import new_execution_id
 from ports.idempotency import Claimed, IdempotencyKeys
 
 T = TypeVar("T")
@@ -94,7 +94,7 @@ class IdempotentCalls:
         *,
         window: float = 86_400.0,
         clock: Callable[[], float] = time.time,
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_id: Callable[[], str] = new_execution_id,
     ) -> None:
         """`window`: seconds a key holds; after that, the same key starts a new execution."""
         self._calls = calls

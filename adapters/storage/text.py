@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.errors import InvalidRequest
+from core.listing import Cursor, ExecutionFilter
 from core.model import Execution, ExecutionEvent, ServiceDefinition
 from ports.catalog import NewWorkflow
 
@@ -28,6 +29,13 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 def storable_text(text: str | None) -> bool:
     return text is None or _UNSTORABLE.search(text) is None
+
+
+def page_may_match(filter: ExecutionFilter, after: Cursor | None) -> bool:
+    """False when a listing names text that is never stored: nothing can match it, and the
+    database need not be asked (nor fed text it would refuse)."""
+    texts = (filter.namespace, filter.service, None if after is None else after.execution_id)
+    return all(storable_text(value) for value in texts)
 
 
 def check(*values: Any) -> None:

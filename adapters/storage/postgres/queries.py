@@ -52,8 +52,7 @@ class PostgresQueries:
     async def page(
         self, filter: ExecutionFilter, limit: int, after: Cursor | None = None
     ) -> list[Execution]:
-        texts = (filter.namespace, filter.service, None if after is None else after.execution_id)
-        if not all(text.storable_text(value) for value in texts):
-            return []  # such text is never stored, so nothing matches it
+        if not text.page_may_match(filter, after):
+            return []
         sql, params = page_query(filter, limit, after)
         return [rows.execution(tuple(row)) for row in await self._pool.fetch(sql, *params)]

@@ -52,8 +52,7 @@ class SqliteQueries:
     async def page(
         self, filter: ExecutionFilter, limit: int, after: Cursor | None = None
     ) -> list[Execution]:
-        texts = (filter.namespace, filter.service, None if after is None else after.execution_id)
-        if not all(text.storable_text(value) for value in texts):
-            return []  # such text is never stored, so nothing matches it
+        if not text.page_may_match(filter, after):
+            return []
         sql, params = page_query(filter, limit, after)
         return [rows.execution_from_row(row) for row in await read_all(self._reader, sql, params)]
